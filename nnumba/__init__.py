@@ -1,0 +1,26 @@
+"""nnumba: classic feed-forward networks on Numba, correct to the last digit.
+
+    import nnumba as nn
+    model = nn.Sequential([nn.Dense(64, 32), nn.ReLU(), nn.Dense(32, 10)],
+                          backend="cpu", dtype="float32", seed=0)
+    model.compile(loss="cross_entropy", optimizer=nn.optim.Adam(lr=1e-3))
+    history = model.fit(X, y, epochs=10, batch_size=32)
+
+Backends: "numpy" (pure-NumPy reference), "cpu" (Numba @njit), "cuda"
+(numba.cuda). The public API is described in API.md; the formulas in the
+docstrings of ``nnumba.backends.reference``.
+"""
+from . import data, diagnostics, initializers, losses, optim
+from .errors import NonFiniteError
+from .history import History
+from .layers import Dense, Identity, LeakyReLU, ReLU, Sigmoid, Tanh
+from .model import Sequential
+from .persistence import load
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Sequential", "Dense", "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "Identity",
+    "losses", "optim", "data", "diagnostics", "initializers",
+    "load", "History", "NonFiniteError",
+]

@@ -1,0 +1,25 @@
+"""The Numba flags of every cpu kernel, chosen here and nowhere else.
+
+- ``error_model="numpy"``: the default ("python") error model checks every
+  division for zero, which blocks vectorisation (it made the Adam step 7x
+  slower in the prototypes); with "numpy" a division by zero gives inf/nan as
+  in NumPy, which the training loop then detects.
+- ``cache=True``: a second process loads the machine code from __pycache__
+  instead of compiling again (seconds saved per process).
+- ``fastmath`` is used only to let LLVM reorder the additions of a reduction so
+  that it vectorises (``reassoc``), and never with the flags that assume no NaN
+  or inf (``nnan``, ``ninf``): NaN detection must keep working.
+- ``parallel=True`` only on the large elementwise passes, and only above
+  PARALLEL_MIN_SIZE elements: on 2 cores, threads inside a loop that also calls
+  multi-threaded BLAS oversubscribe the machine and run slower than serial code.
+"""
+KERNEL = dict(cache=True, nogil=True, error_model="numpy")
+INLINE = dict(KERNEL, inline="always")
+REDUCTION = dict(KERNEL, fastmath={"reassoc", "nsz"})
+PARALLEL = dict(KERNEL, parallel=True)
+
+# Elementwise passes over at least this many elements run on all cores.
+PARALLEL_MIN_SIZE = 1 << 18
+# Matrix products of at most this many multiply-adds run as plain loops: below
+# it, the call overhead of BLAS costs more than the product itself.
+SMALL_MATMUL_FLOPS = 1 << 15

@@ -1,0 +1,157 @@
+"""A whole network over a compiled plan, as @njit functions: the fused path.
+
+Same names, arguments and semantics as ``backends.reference.network`` (the
+plan and workspace layout are described there). ``train_batches`` runs a chunk
+of iterations of an epoch in one compiled call: batching, forward, loss,
+backward, gradient norms, clipping and the optimizer step, with no Python and
+no allocation per iteration. The plan carries activation, loss and optimizer
+choices as integer codes (``codes``), since names cannot enter jitted code.
+"""
+import math
+
+import numpy as np
+from numba import njit
+
+from ..codes import (ACT, B_OFF, COL, CROSS_ENTROPY, HAS_DENSE, N_IN, N_OUT, STAT_LOSS, STAT_NORMS,
+                     W_OFF)
+from ._config import KERNEL
+from .activations import activation_backward, activation_forward
+from .dense import dense_backward, dense_backward_input, dense_forward
+from .gradients import clip_by_norm, clip_by_value, sum_of_squares
+from .losses import loss_forward_backward
+from .optim import optimizer_step
+
+
+@njit(**KERNEL)
+def workspace_rows(blocks, buf):
+    """The number of rows a flat workspace holds for this plan."""
+    width = blocks[-1, COL] + blocks[-1, N_OUT]
+    return buf.shape[0] // width
+
+
+@njit(**KERNEL)
+def block_view(blocks, i, buf, rows, n):
+    """Block i's (n, N_OUT) slice of a workspace holding ``rows`` rows."""
+    start = rows * blocks[i, COL]
+    return buf[start:start + n * blocks[i, N_OUT]].reshape(n, blocks[i, N_OUT])
+
+
+@njit(**KERNEL)
+def weight_slice(blocks, i, flat):
+    """Block i's weights as a flat slice of a parameter-shaped buffer."""
+    off = blocks[i, W_OFF]
+    return flat[off:off + blocks[i, N_IN] * blocks[i, N_OUT]]
+
+
+@njit(**KERNEL)
+def weight_view(blocks, i, flat):
+    """Block i's weights as an (n_in, n_out) view of a parameter-shaped buffer."""
+    return weight_slice(blocks, i, flat).reshape(blocks[i, N_IN], blocks[i, N_OUT])
+
+
+@njit(**KERNEL)
+def bias_view(blocks, i, flat):
+    """Block i's bias (empty when it has none) in a parameter-shaped buffer."""
+    off = blocks[i, B_OFF]
+    if off < 0:
+        return flat[:0]
+    return flat[off:off + blocks[i, N_OUT]]
+
+
+@njit(**KERNEL)
+def forward(blocks, alphas, params, x, acts):
+    """Run the network on x (n rows); block i's output lands in its view of acts."""
+    rows, n = workspace_rows(blocks, acts), x.shape[0]
+    for i in range(blocks.shape[0]):
+        out = block_view(blocks, i, acts, rows, n)
+        inp = x if i == 0 else block_view(blocks, i - 1, acts, rows, n)
+        if blocks[i, HAS_DENSE]:
+            dense_forward(inp, weight_view(blocks, i, params), bias_view(blocks, i, params),
+                          blocks[i, ACT], alphas[i], out)
+        else:
+            activation_forward(blocks[i, ACT], alphas[i], inp, out)
+
+
+@njit(**KERNEL)
+def backward(blocks, alphas, params, grads, x, acts, deltas):
+    """Back-propagate: on entry the last block's view of deltas holds dL/d(output);
+    on return grads holds dL/dparams (deltas is used as scratch)."""
+    rows, n = workspace_rows(blocks, acts), x.shape[0]
+    for i in range(blocks.shape[0] - 1, -1, -1):
+        y = block_view(blocks, i, acts, rows, n)
+        dy = block_view(blocks, i, deltas, rows, n)
+        inp = x if i == 0 else block_view(blocks, i - 1, acts, rows, n)
+        if blocks[i, HAS_DENSE]:
+            dense_backward(inp, y, blocks[i, ACT], alphas[i], dy,
+                           weight_view(blocks, i, grads), bias_view(blocks, i, grads))
+            if i > 0:
+                dense_backward_input(dy, weight_view(blocks, i, params),
+                                     block_view(blocks, i - 1, deltas, rows, n))
+        else:
+            activation_backward(blocks[i, ACT], alphas[i], y, dy)
+            if i > 0:
+                block_view(blocks, i - 1, deltas, rows, n)[:, :] = dy
+
+
+@njit(**KERNEL)
+def loss_and_gradients(blocks, alphas, params, grads, loss, x, target, labels, acts, deltas, result):
+    """Forward, loss (result[0] mean loss, result[1] correct count), backward into grads."""
+    n, last = x.shape[0], blocks.shape[0] - 1
+    rows = workspace_rows(blocks, acts)
+    forward(blocks, alphas, params, x, acts)
+    loss_forward_backward(loss, block_view(blocks, last, acts, rows, n), target, labels,
+                          block_view(blocks, last, deltas, rows, n), result)
+    backward(blocks, alphas, params, grads, x, acts, deltas)
+
+
+@njit(**KERNEL)
+def gradient_norms(blocks, grads, stats_row, scratch):
+    """stats_row[k] = ||dW_k|| for the k-th Dense block; returns the global norm of all grads."""
+    k = 0
+    for i in range(blocks.shape[0]):
+        if blocks[i, HAS_DENSE]:
+            sum_of_squares(weight_slice(blocks, i, grads), scratch)
+            stats_row[k] = np.sqrt(scratch[0])
+            k += 1
+    sum_of_squares(grads, scratch)
+    return np.sqrt(scratch[0])
+
+
+@njit(**KERNEL)
+def gather_rows(src, index, dst):
+    """dst[j] = src[index[j]]: the rows of one batch, in the shuffled order."""
+    for j in range(index.shape[0]):
+        dst[j] = src[index[j]]
+
+
+@njit(**KERNEL)
+def train_batches(blocks, alphas, params, grads, loss, X, T, labels, order, n_rows, batch_size,
+                  first, n_iter, opt, state, hp, t, clip_norm, clip_value, xb, tb, lb, acts, deltas,
+                  stats):
+    """Run iterations first, ..., first + n_iter - 1 of an epoch; return how many completed.
+
+    See ``backends.reference.network.train_batches`` for the contract.
+    """
+    scratch = np.zeros(1)
+    for j in range(n_iter):
+        start = (first + j) * batch_size
+        n = min(batch_size, n_rows - start)
+        index = order[start:start + n]
+        x = xb[:n]
+        gather_rows(X, index, x)
+        if loss == CROSS_ENTROPY:
+            gather_rows(labels, index, lb[:n])
+        else:
+            gather_rows(T, index, tb[:n])
+        row = stats[j]
+        loss_and_gradients(blocks, alphas, params, grads, loss, x, tb[:n], lb[:n], acts, deltas,
+                           row[STAT_LOSS:])
+        norm = gradient_norms(blocks, grads, row[STAT_NORMS:], scratch)
+        if not (math.isfinite(row[STAT_LOSS]) and math.isfinite(norm)):
+            return j
+        if math.isfinite(clip_norm):
+            clip_by_norm(grads, norm, clip_norm)
+        if math.isfinite(clip_value):
+            clip_by_value(grads, clip_value)
+        optimizer_step(opt, params, grads, state, hp, t + j + 1)
+    return n_iter

@@ -1,0 +1,159 @@
+"""A whole network over a compiled plan, in NumPy: forward, backward, training.
+
+A *plan* is the int64 table ``blocks`` (one row per block, columns named in
+``codes``) and the float64 vector ``alphas`` (LeakyReLU slopes). Parameters
+live in one flat buffer ``params`` (W row-major, then b, block after block)
+and their gradients in ``grads``, laid out the same way. The workspaces
+``acts`` and ``deltas`` are flat buffers of ``rows * width`` elements, with
+width the sum of the output widths of all blocks: block i's output for a batch
+of n rows is the contiguous (n, N_OUT) view starting at ``rows * COL[i]``.
+
+``train_batches`` runs iterations of mini-batch gradient descent: for each
+batch, forward, loss, backward, gradient norms, optional clipping, one
+optimizer step. It is the definition that the cpu backend's fused @njit
+version and the cuda backend's on-device loop are tested against.
+"""
+import numpy as np
+
+from ..codes import (ACT, B_OFF, COL, CROSS_ENTROPY, HAS_DENSE, N_IN, N_OUT, STAT_LOSS, STAT_NORMS,
+                     W_OFF)
+from .activations import activation_backward, activation_forward
+from .dense import dense_backward, dense_backward_input, dense_forward
+from .gradients import clip_by_norm, clip_by_value, sum_of_squares
+from .losses import loss_forward_backward
+from .optim import optimizer_step
+
+
+def workspace_rows(blocks, buf):
+    """The number of rows a flat workspace holds for this plan."""
+    width = blocks[-1, COL] + blocks[-1, N_OUT]
+    return buf.shape[0] // width
+
+
+def block_view(blocks, i, buf, rows, n):
+    """Block i's (n, N_OUT) slice of a workspace holding ``rows`` rows."""
+    start = rows * blocks[i, COL]
+    return buf[start:start + n * blocks[i, N_OUT]].reshape(n, blocks[i, N_OUT])
+
+
+def weight_slice(blocks, i, flat):
+    """Block i's weights as a flat slice of a parameter-shaped buffer."""
+    off = blocks[i, W_OFF]
+    return flat[off:off + blocks[i, N_IN] * blocks[i, N_OUT]]
+
+
+def weight_view(blocks, i, flat):
+    """Block i's weights as an (n_in, n_out) view of a parameter-shaped buffer."""
+    return weight_slice(blocks, i, flat).reshape(blocks[i, N_IN], blocks[i, N_OUT])
+
+
+def bias_view(blocks, i, flat):
+    """Block i's bias (empty when it has none) in a parameter-shaped buffer."""
+    off = blocks[i, B_OFF]
+    if off < 0:
+        return flat[:0]
+    return flat[off:off + blocks[i, N_OUT]]
+
+
+def forward(blocks, alphas, params, x, acts):
+    """Run the network on x (n rows); block i's output lands in its view of acts."""
+    rows, n = workspace_rows(blocks, acts), x.shape[0]
+    inp = x
+    for i in range(blocks.shape[0]):
+        out = block_view(blocks, i, acts, rows, n)
+        if blocks[i, HAS_DENSE]:
+            dense_forward(inp, weight_view(blocks, i, params), bias_view(blocks, i, params),
+                          blocks[i, ACT], alphas[i], out)
+        else:
+            activation_forward(blocks[i, ACT], alphas[i], inp, out)
+        inp = out
+
+
+def backward(blocks, alphas, params, grads, x, acts, deltas):
+    """Back-propagate: on entry the last block's view of deltas holds dL/d(output);
+    on return grads holds dL/dparams (deltas is used as scratch)."""
+    rows, n = workspace_rows(blocks, acts), x.shape[0]
+    for i in range(blocks.shape[0] - 1, -1, -1):
+        y = block_view(blocks, i, acts, rows, n)
+        dy = block_view(blocks, i, deltas, rows, n)
+        inp = x if i == 0 else block_view(blocks, i - 1, acts, rows, n)
+        if blocks[i, HAS_DENSE]:
+            dense_backward(inp, y, blocks[i, ACT], alphas[i], dy,
+                           weight_view(blocks, i, grads), bias_view(blocks, i, grads))
+            if i > 0:
+                dense_backward_input(dy, weight_view(blocks, i, params),
+                                     block_view(blocks, i - 1, deltas, rows, n))
+        else:
+            activation_backward(blocks[i, ACT], alphas[i], y, dy)
+            if i > 0:
+                block_view(blocks, i - 1, deltas, rows, n)[...] = dy
+
+
+def loss_and_gradients(blocks, alphas, params, grads, loss, x, target, labels, acts, deltas, result):
+    """Forward, loss (result[0] mean loss, result[1] correct count), backward into grads."""
+    n, last = x.shape[0], blocks.shape[0] - 1
+    rows = workspace_rows(blocks, acts)
+    forward(blocks, alphas, params, x, acts)
+    loss_forward_backward(loss, block_view(blocks, last, acts, rows, n), target, labels,
+                          block_view(blocks, last, deltas, rows, n), result)
+    backward(blocks, alphas, params, grads, x, acts, deltas)
+
+
+def gradient_norms(blocks, grads, stats_row, scratch):
+    """stats_row[k] = ||dW_k|| for the k-th Dense block; returns the global norm of all grads."""
+    k = 0
+    for i in range(blocks.shape[0]):
+        if blocks[i, HAS_DENSE]:
+            sum_of_squares(weight_slice(blocks, i, grads), scratch)
+            stats_row[k] = np.sqrt(scratch[0])
+            k += 1
+    sum_of_squares(grads, scratch)
+    return np.sqrt(scratch[0])
+
+
+def gather_rows(src, index, dst):
+    """dst[j] = src[index[j]]: the rows of one batch, in the shuffled order."""
+    np.take(src, index, axis=0, out=dst)
+
+
+def train_batches(blocks, alphas, params, grads, loss, X, T, labels, order, n_rows, batch_size,
+                  first, n_iter, opt, state, hp, t, clip_norm, clip_value, xb, tb, lb, acts, deltas,
+                  stats):
+    """Run iterations first, ..., first + n_iter - 1 of an epoch; return how many completed.
+
+    Iteration j trains on the rows order[j B : min((j + 1) B, n_rows)] of X and of
+    T (mse, BCE) or labels (cross-entropy), with B = batch_size; n_rows is
+    len(X), or the largest multiple of B below it when the last batch is
+    dropped. Row j - first of ``stats`` receives the batch's loss and correct
+    count (before the update) and the weight-gradient norm of each Dense block.
+    ``t`` is the optimizer's step count before the first iteration.
+
+    The update of an iteration whose loss or global gradient norm is not finite
+    is not made: the function stops and returns its index within this call, so
+    the parameters and optimizer state are those from before that iteration.
+    Clipping, when on (clip_norm / clip_value finite), scales the gradient to a
+    global norm of at most clip_norm, then clamps each component to +-clip_value.
+    """
+    scratch = np.zeros(1)
+    for j in range(n_iter):
+        start = (first + j) * batch_size
+        n = min(batch_size, n_rows - start)
+        index = order[start:start + n]
+        x = xb[:n]
+        gather_rows(X, index, x)
+        if loss == CROSS_ENTROPY:
+            gather_rows(labels, index, lb[:n])
+        else:
+            gather_rows(T, index, tb[:n])
+        row = stats[j]
+        loss_and_gradients(blocks, alphas, params, grads, loss, x, tb[:n], lb[:n], acts, deltas,
+                           row[STAT_LOSS:])
+        norm = gradient_norms(blocks, grads, row[STAT_NORMS:], scratch)
+        if not (np.isfinite(row[STAT_LOSS]) and np.isfinite(norm)):
+            return j
+        if np.isfinite(clip_norm):
+            clip_by_norm(grads, norm, clip_norm)
+        if np.isfinite(clip_value):
+            clip_by_value(grads, clip_value)
+        optimizer_step(opt, params, grads, state, hp, t + j + 1)
+    return n_iter

@@ -1,0 +1,77 @@
+"""Optimizer update rules, in NumPy: one in-place step over a flat parameter buffer.
+
+w: parameters, g: their gradient, same shape; the state arrays (v, s, m) start
+at zero and are updated in place. Hyperparameters arrive as Python/NumPy
+float64 and are rounded to w's dtype before use, so a float32 model computes
+in float32 throughout. Formulas (SEED-NOTES section 4, API.md):
+
+SGD:        w <- w - lr g
+Momentum:   v <- beta v + (1 - beta) g;            w <- w - lr v
+            (the EWMA form of the notes; equals torch.optim.SGD(lr * (1 - beta), momentum=beta))
+RMSprop:    s <- beta s + (1 - beta) g^2;          w <- w - lr g / sqrt(s + eps)
+            or, with eps_inside_sqrt False,        w <- w - lr g / (sqrt(s) + eps)  (PyTorch, Keras)
+Adam:       m <- beta1 m + (1 - beta1) g;          v <- beta2 v + (1 - beta2) g^2
+            w <- w - (lr / (1 - beta1^t)) m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+            which is lr mhat / (sqrt(vhat) + eps) with the bias-corrected moments
+            mhat = m / (1 - beta1^t), vhat = v / (1 - beta2^t) (Kingma and Ba, 2015),
+            arranged as torch.optim.Adam does; t >= 1 counts the steps taken, this one included.
+"""
+import numpy as np
+
+from ..codes import ADAM, HP_BETA1, HP_BETA2, HP_EPS, HP_EPS_INSIDE, HP_LR, MOMENTUM, RMSPROP, SGD
+
+
+def sgd_step(w, g, lr):
+    lr = w.dtype.type(lr)
+    w -= lr * g
+
+
+def momentum_step(w, g, v, lr, beta):
+    lr, beta = w.dtype.type(lr), w.dtype.type(beta)
+    v *= beta
+    v += (1 - beta) * g
+    w -= lr * v
+
+
+def rmsprop_step(w, g, s, lr, beta, eps, eps_inside_sqrt):
+    lr, beta, eps = w.dtype.type(lr), w.dtype.type(beta), w.dtype.type(eps)
+    s *= beta
+    s += (1 - beta) * g * g
+    if eps_inside_sqrt:
+        w -= lr * g / np.sqrt(s + eps)
+    else:
+        w -= lr * g / (np.sqrt(s) + eps)
+
+
+def adam_step(w, g, m, v, lr, beta1, beta2, eps, t):
+    step_size, bc2_sqrt = adam_bias_corrections(lr, beta1, beta2, t)
+    step_size, bc2_sqrt = w.dtype.type(step_size), w.dtype.type(bc2_sqrt)
+    beta1, beta2, eps = w.dtype.type(beta1), w.dtype.type(beta2), w.dtype.type(eps)
+    m *= beta1
+    m += (1 - beta1) * g
+    v *= beta2
+    v += (1 - beta2) * g * g
+    w -= step_size * m / (np.sqrt(v) / bc2_sqrt + eps)
+
+
+def adam_bias_corrections(lr, beta1, beta2, t):
+    """(lr / (1 - beta1^t), sqrt(1 - beta2^t)) in float64."""
+    return lr / (1.0 - beta1**t), np.sqrt(1.0 - beta2**t)
+
+
+def optimizer_step(opt, w, g, state, hp, t):
+    """One step of the optimizer with code ``opt``.
+
+    state: (n_slots, len(w)) rows of optimizer state (Momentum: v; RMSprop: s;
+    Adam: m, v). hp: float64 hyperparameters, indexed by the HP_* codes.
+    """
+    if opt == SGD:
+        sgd_step(w, g, hp[HP_LR])
+    elif opt == MOMENTUM:
+        momentum_step(w, g, state[0], hp[HP_LR], hp[HP_BETA1])
+    elif opt == RMSPROP:
+        rmsprop_step(w, g, state[0], hp[HP_LR], hp[HP_BETA1], hp[HP_EPS], hp[HP_EPS_INSIDE] != 0)
+    elif opt == ADAM:
+        adam_step(w, g, state[0], state[1], hp[HP_LR], hp[HP_BETA1], hp[HP_BETA2], hp[HP_EPS], t)
+    else:
+        raise ValueError(f"unknown optimizer code {opt}")

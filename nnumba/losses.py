@@ -1,0 +1,170 @@
+"""Loss objects, each the negative log-likelihood of a noise model.
+
+=========================  ==========================  ==============================
+name                       likelihood                  torch equivalent
+=========================  ==========================  ==============================
+"mse"                      Gaussian noise, fixed var.  MSELoss()
+"binary_cross_entropy"     Bernoulli (sigmoid inside)  BCEWithLogitsLoss()
+"cross_entropy"            categorical (softmax inside) CrossEntropyLoss()
+=========================  ==========================  ==============================
+
+Maximising the likelihood prod_n f(y_n | x_n, theta) is minimising the mean
+negative log-likelihood -(1/N) sum_n log f(y_n | x_n, theta). With Gaussian
+noise of fixed variance this is, up to constants, the mean squared error; with
+a Bernoulli outcome of probability sigmoid(z) it is binary cross-entropy
+-(1/N) sum [y log yhat + (1 - y) log(1 - yhat)]; with a categorical outcome of
+probabilities softmax(z) it is the cross-entropy H(p, q) = -sum_x p(x) log q(x)
+between the one-hot labels p and the predictions q. All are means over the
+batch (PyTorch's reduction="mean"); the kernels and their exact formulas are in
+``nnumba.backends.reference.losses``.
+
+Each loss object offers ``value(output, target)`` and
+``gradient(output, target)`` on NumPy arrays (computed by the reference
+kernels), and knows how to check and prepare targets for training.
+"""
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from . import _checks
+from .backends import codes
+from .backends.reference import activations as _ref_activations
+from .backends.reference import losses as _ref_losses
+
+
+class Loss(ABC):
+    """Base class: a loss computed from the network's raw outputs."""
+
+    name = None
+    code = None
+    has_accuracy = False
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+    @abstractmethod
+    def prepare_targets(self, y, n_samples, n_out, dtype, name="y"):
+        """Check y and return (T, labels): float targets (n, n_out) for mse and BCE, or
+        int64 labels (n,) for cross-entropy; the other is an empty placeholder."""
+
+    def correct_per_sample(self, n_out):
+        """How many predictions one sample contributes to the accuracy count."""
+        return 1
+
+    def output_transform(self, z):
+        """Map raw outputs to what ``predict`` returns (probabilities for classification)."""
+        return z
+
+    def _evaluate(self, output, target):
+        output = _checks.array_2d(output, "output")
+        if not np.issubdtype(output.dtype, np.floating):
+            output = output.astype(np.float64)
+        T, labels = self.prepare_targets(target, output.shape[0], output.shape[1], output.dtype,
+                                         name="target")
+        dout = np.empty_like(output)
+        result = np.zeros(2)
+        _ref_losses.loss_forward_backward(self.code, output, T, labels, dout, result)
+        return result, dout
+
+    def value(self, output, target):
+        """The mean loss of raw network outputs against targets, as a float."""
+        return float(self._evaluate(output, target)[0][0])
+
+    def gradient(self, output, target):
+        """dL/d(output), an array shaped like output."""
+        return self._evaluate(output, target)[1]
+
+
+def _float_targets(y, n_samples, n_out, dtype, name):
+    y = np.asarray(y)
+    if y.dtype == object or not (np.issubdtype(y.dtype, np.number) or y.dtype == bool):
+        raise TypeError(f"{name} must hold numbers, got dtype {y.dtype}")
+    if y.ndim == 1 and n_out == 1:
+        y = y.reshape(-1, 1)
+    if y.ndim != 2 or y.shape[1] != n_out:
+        raise ValueError(f"{name} must have shape ({y.shape[0] if y.ndim else '?'}, {n_out}) to match "
+                         f"the model's {n_out} outputs, got shape {y.shape}")
+    if y.shape[0] != n_samples:
+        raise ValueError(f"X has {n_samples} samples but {name} has {y.shape[0]}")
+    y = np.ascontiguousarray(y, dtype=dtype)
+    _checks.finite(y, name)
+    return y
+
+
+class MSE(Loss):
+    """Mean squared error: L = mean over all elements of (output - target)^2."""
+
+    name = "mse"
+    code = codes.MSE
+
+    def prepare_targets(self, y, n_samples, n_out, dtype, name="y"):
+        return _float_targets(y, n_samples, n_out, dtype, name), np.zeros(0, np.int64)
+
+
+class BinaryCrossEntropy(Loss):
+    """Sigmoid + binary cross-entropy from logits; targets in [0, 1] (usually {0, 1})."""
+
+    name = "binary_cross_entropy"
+    code = codes.BINARY_CROSS_ENTROPY
+    has_accuracy = True
+
+    def prepare_targets(self, y, n_samples, n_out, dtype, name="y"):
+        T = _float_targets(y, n_samples, n_out, dtype, name)
+        if T.size and (T.min() < 0 or T.max() > 1):
+            raise ValueError(f"{name} must be in [0, 1] for binary_cross_entropy, "
+                             f"found {T.min():g} .. {T.max():g}")
+        return T, np.zeros(0, np.int64)
+
+    def correct_per_sample(self, n_out):
+        return n_out
+
+    def output_transform(self, z):
+        return _ref_activations.sigmoid(z)
+
+
+class CrossEntropy(Loss):
+    """Softmax + negative log-likelihood from logits; integer class labels."""
+
+    name = "cross_entropy"
+    code = codes.CROSS_ENTROPY
+    has_accuracy = True
+
+    def prepare_targets(self, y, n_samples, n_out, dtype, name="y"):
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        if y.ndim != 1:
+            raise ValueError(f"{name} must be a 1-D array of integer class labels, got shape {y.shape}")
+        if y.shape[0] != n_samples:
+            raise ValueError(f"X has {n_samples} samples but {name} has {y.shape[0]}")
+        if np.issubdtype(y.dtype, np.floating):
+            _checks.finite(y, name)
+            if np.any(y != np.round(y)):
+                raise ValueError(f"{name} must hold integer class labels, found {y[y != np.round(y)][0]!r}")
+        elif not np.issubdtype(y.dtype, np.integer):
+            raise TypeError(f"{name} must hold integer class labels, got dtype {y.dtype}")
+        labels = np.ascontiguousarray(y, dtype=np.int64)
+        if labels.size:
+            bad = labels[(labels < 0) | (labels >= n_out)]
+            if bad.size:
+                raise ValueError(f"labels must be in [0, {n_out}), found {bad[0]}")
+        return np.zeros((0, n_out), dtype), labels
+
+    def output_transform(self, z):
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+
+LOSSES = {cls.name: cls for cls in (MSE, BinaryCrossEntropy, CrossEntropy)}
+
+
+def get_loss(loss):
+    """A loss object from a name in LOSSES or a Loss instance."""
+    if isinstance(loss, Loss):
+        return loss
+    if isinstance(loss, str):
+        if loss not in LOSSES:
+            raise ValueError(f"unknown loss {loss!r}: expected one of {', '.join(map(repr, LOSSES))}")
+        return LOSSES[loss]()
+    raise TypeError(f"loss must be a name ({', '.join(map(repr, LOSSES))}) or a loss object, "
+                    f"got {type(loss).__name__}")

@@ -1,0 +1,243 @@
+"""Optimizers: hyperparameters, state (named arrays and a step counter), state_dict.
+
+The update rules are kernels (``backends.<name>.optim``), one fused pass over
+the model's flat parameter buffer per step; their formulas, from SEED-NOTES
+section 4, are in ``nnumba.backends.reference.optim``. State starts at zero
+and ``t`` counts the steps taken.
+
+Every optimizer also takes ``clip_grad_norm`` (rescale the global gradient
+norm to at most this, as torch.nn.utils.clip_grad_norm_) and
+``clip_grad_value`` (clamp each gradient component, as clip_grad_value_);
+``fit``'s arguments of the same names override them.
+"""
+import numpy as np
+
+from . import _checks
+from .backends import codes, get_backend
+
+
+class Optimizer:
+    """Base class. Subclasses set ``code``, ``slots`` (names of the state arrays)
+    and implement ``hyperparameters()``."""
+
+    code = None
+    slots = ()
+
+    def __init__(self, lr, clip_grad_norm=None, clip_grad_value=None):
+        self.lr = _checks.positive(lr, "lr")
+        self.clip_grad_norm = _checks.optional_positive(clip_grad_norm, "clip_grad_norm")
+        self.clip_grad_value = _checks.optional_positive(clip_grad_value, "clip_grad_value")
+        self.t = 0
+        self._state = None      # backend array (len(slots), n_params), made by bind()
+        self._backend = None
+
+    @property
+    def name(self):
+        return type(self).__name__.lower()
+
+    def hyperparameters(self):
+        return {"lr": self.lr}
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
+        return f"{type(self).__name__}({args})"
+
+    def hp_vector(self):
+        """The hyperparameters as the float64 vector the kernels read (codes.HP_*)."""
+        hp = np.zeros(codes.N_HP)
+        hp[codes.HP_LR] = self.lr
+        return hp
+
+    # ---- state ---------------------------------------------------------------
+    def bind(self, n_params, dtype, backend):
+        """Allocate zero state for a parameter buffer (once); refuse a different one."""
+        key = (int(n_params), np.dtype(dtype), backend.name)
+        if self._state is not None:
+            if key != self._key:
+                raise ValueError(f"this {type(self).__name__} already holds state for "
+                                 f"{self._key[0]} {self._key[1]} parameters on backend "
+                                 f"{self._key[2]!r}; use a new optimizer for another model")
+            return
+        self._key = key
+        self._backend = backend
+        self._state = backend.memory.zeros((len(self.slots), n_params), dtype)
+
+    @property
+    def state(self):
+        """The state arrays as the backend holds them: shape (len(slots), n_params)."""
+        return self._state
+
+    def state_dict(self):
+        """{"optimizer", "hyperparameters", "t", "state": {slot: host copy}} (torch-style)."""
+        state = {}
+        if self._state is not None:
+            host = self._backend.memory.to_host(self._state)
+            state = {slot: host[i] for i, slot in enumerate(self.slots)}
+        return {"optimizer": self.name, "hyperparameters": self.hyperparameters(), "t": self.t,
+                "state": state}
+
+    def load_state_dict(self, state_dict):
+        """Restore hyperparameters, step count and state saved by ``state_dict``.
+
+        An optimizer not yet bound to a model is bound to the saved state, on
+        the numpy backend; a bound one must match its number of parameters.
+        """
+        if not isinstance(state_dict, dict) or state_dict.get("optimizer") != self.name:
+            found = state_dict.get("optimizer") if isinstance(state_dict, dict) else state_dict
+            raise ValueError(f"state_dict is for optimizer {found!r}, not {self.name!r}")
+        checked = type(self)(**state_dict["hyperparameters"])
+        t = _checks.integer(state_dict["t"], "t", minimum=0)
+        saved = state_dict.get("state") or {}
+        if saved:
+            if set(saved) != set(self.slots):
+                raise ValueError(f"state_dict holds state {sorted(saved)}, expected {list(self.slots)}")
+            host = np.stack([np.asarray(saved[slot]) for slot in self.slots])
+            if host.ndim != 2:
+                raise ValueError(f"each state array must be 1-D, got shape {host.shape[1:]}")
+            _checks.finite(host, "optimizer state")
+            if self._state is not None and host.shape != self._state.shape:
+                raise ValueError(f"state_dict holds state for {host.shape[1]} parameters, "
+                                 f"this optimizer for {self._state.shape[1]}")
+        for key in self.hyperparameters():
+            setattr(self, key, getattr(checked, key))
+        self.t = t
+        if saved:
+            if self._state is None:
+                self.bind(host.shape[1], host.dtype, get_backend("numpy"))
+            self._backend.memory.copy_from_host(self._state, host.astype(self._key[1]))
+        elif self._state is not None:
+            self._backend.memory.copy_from_host(self._state, np.zeros(self._state.shape, self._key[1]))
+
+    # ---- a step on plain arrays ------------------------------------------------
+    def step(self, w, g):
+        """Update the NumPy array w in place from its gradient g, as one training step does.
+
+        For using an optimizer outside a model (e.g. on a 2-D test function, as
+        the notebooks do). Uses the reference kernels; w keeps its dtype.
+        """
+        if not isinstance(w, np.ndarray) or w.ndim != 1:
+            raise TypeError("w must be a 1-D NumPy array")
+        g = np.ascontiguousarray(g, dtype=w.dtype)
+        if g.shape != w.shape:
+            raise ValueError(f"g has shape {g.shape} but w has shape {w.shape}")
+        reference = get_backend("numpy")
+        self.bind(w.shape[0], w.dtype, reference)
+        if self.clip_grad_norm is not None:
+            g = g.copy()
+            reference.gradients.clip_by_norm(g, float(np.sqrt(np.dot(g, g))), self.clip_grad_norm)
+        if self.clip_grad_value is not None:
+            g = np.clip(g, -self.clip_grad_value, self.clip_grad_value)
+        self.t += 1
+        reference.optim.optimizer_step(self.code, w, g, self._state, self.hp_vector(), self.t)
+
+
+class SGD(Optimizer):
+    """Plain gradient descent: w <- w - lr g."""
+
+    code = codes.SGD
+
+    def __init__(self, lr=0.01, clip_grad_norm=None, clip_grad_value=None):
+        super().__init__(lr, clip_grad_norm, clip_grad_value)
+
+    def hyperparameters(self):
+        return {"lr": self.lr, "clip_grad_norm": self.clip_grad_norm,
+                "clip_grad_value": self.clip_grad_value}
+
+
+class Momentum(Optimizer):
+    """Momentum as an exponentially weighted moving average of gradients:
+    v <- beta v + (1 - beta) g;  w <- w - lr v.
+
+    Equals ``torch.optim.SGD(lr=lr * (1 - beta), momentum=beta)``.
+    """
+
+    code = codes.MOMENTUM
+    slots = ("v",)
+
+    def __init__(self, lr=0.01, beta=0.9, clip_grad_norm=None, clip_grad_value=None):
+        super().__init__(lr, clip_grad_norm, clip_grad_value)
+        self.beta = _checks.real(beta, "beta", low=0.0, high=1.0, high_open=True)
+
+    def hyperparameters(self):
+        return {"lr": self.lr, "beta": self.beta, "clip_grad_norm": self.clip_grad_norm,
+                "clip_grad_value": self.clip_grad_value}
+
+    def hp_vector(self):
+        hp = super().hp_vector()
+        hp[codes.HP_BETA1] = self.beta
+        return hp
+
+
+class RMSprop(Optimizer):
+    """RMSprop (Hinton): s <- beta s + (1 - beta) g^2; w <- w - lr g / sqrt(s + eps).
+
+    ``eps_inside_sqrt=True`` (the default, as in the notes) puts eps under the
+    square root; False gives PyTorch's and Keras' form w <- w - lr g / (sqrt(s) + eps).
+    """
+
+    code = codes.RMSPROP
+    slots = ("s",)
+
+    def __init__(self, lr=0.001, beta=0.9, eps=1e-8, eps_inside_sqrt=True, clip_grad_norm=None,
+                 clip_grad_value=None):
+        super().__init__(lr, clip_grad_norm, clip_grad_value)
+        self.beta = _checks.real(beta, "beta", low=0.0, high=1.0, high_open=True)
+        self.eps = _checks.real(eps, "eps", low=0.0)
+        self.eps_inside_sqrt = _checks.boolean(eps_inside_sqrt, "eps_inside_sqrt")
+
+    def hyperparameters(self):
+        return {"lr": self.lr, "beta": self.beta, "eps": self.eps,
+                "eps_inside_sqrt": self.eps_inside_sqrt, "clip_grad_norm": self.clip_grad_norm,
+                "clip_grad_value": self.clip_grad_value}
+
+    def hp_vector(self):
+        hp = super().hp_vector()
+        hp[codes.HP_BETA1] = self.beta
+        hp[codes.HP_EPS] = self.eps
+        hp[codes.HP_EPS_INSIDE] = float(self.eps_inside_sqrt)
+        return hp
+
+
+class Adam(Optimizer):
+    """Adam (Kingma and Ba, 2015): Momentum and RMSprop with bias correction.
+
+    m <- beta1 m + (1 - beta1) g;  v <- beta2 v + (1 - beta2) g^2;
+    w <- w - lr mhat / (sqrt(vhat) + eps), mhat = m / (1 - beta1^t), vhat = v / (1 - beta2^t);
+    eps outside the square root, as torch.optim.Adam.
+    """
+
+    code = codes.ADAM
+    slots = ("m", "v")
+
+    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, clip_grad_norm=None,
+                 clip_grad_value=None):
+        super().__init__(lr, clip_grad_norm, clip_grad_value)
+        self.beta1 = _checks.real(beta1, "beta1", low=0.0, high=1.0, high_open=True)
+        self.beta2 = _checks.real(beta2, "beta2", low=0.0, high=1.0, high_open=True)
+        self.eps = _checks.real(eps, "eps", low=0.0)
+
+    def hyperparameters(self):
+        return {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps,
+                "clip_grad_norm": self.clip_grad_norm, "clip_grad_value": self.clip_grad_value}
+
+    def hp_vector(self):
+        hp = super().hp_vector()
+        hp[codes.HP_BETA1] = self.beta1
+        hp[codes.HP_BETA2] = self.beta2
+        hp[codes.HP_EPS] = self.eps
+        return hp
+
+
+OPTIMIZERS = {cls.__name__.lower(): cls for cls in (SGD, Momentum, RMSprop, Adam)}
+
+
+def get_optimizer(optimizer):
+    """An optimizer from a name in OPTIMIZERS (default hyperparameters) or an instance."""
+    if isinstance(optimizer, Optimizer):
+        return optimizer
+    if isinstance(optimizer, str):
+        if optimizer.lower() not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {optimizer!r}: expected one of "
+                             f"{', '.join(map(repr, OPTIMIZERS))} or an nn.optim object")
+        return OPTIMIZERS[optimizer.lower()]()
+    raise TypeError(f"optimizer must be a name or an nn.optim object, got {type(optimizer).__name__}")
