@@ -95,12 +95,16 @@ def load_arrays(path):
     path = os.fspath(path)
     if path.endswith(".npz"):
         try:
-            with np.load(path, allow_pickle=False) as f:
-                if "X" not in f.files or "y" not in f.files:
-                    raise ValueError(f"{path} must hold arrays 'X' and 'y', found {f.files}")
-                return f["X"], f["y"]
-        except (OSError, EOFError) as exc:
+            f = np.load(path, allow_pickle=False)
+            files = f.files
+        except FileNotFoundError:
+            raise
+        except (OSError, EOFError, ValueError, AttributeError) as exc:
             raise ValueError(f"{path} is not a readable .npz file: {exc}") from exc
+        with f:
+            if "X" not in files or "y" not in files:
+                raise ValueError(f"{path} must hold arrays 'X' and 'y', found {files}")
+            return f["X"], f["y"]
     if path.endswith(".csv"):
         try:
             table = np.loadtxt(path, delimiter=",", ndmin=2)

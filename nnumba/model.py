@@ -294,7 +294,8 @@ class Sequential:
                 if bar is not None:
                     seen = memory.to_host(stats[:first + n_iter])
                     w = sizes[:first + n_iter]
-                    bar.set_postfix(loss=f"{np.dot(w, seen[:, codes.STAT_LOSS]) / w.sum():.4f}")
+                    bar.set_postfix(loss=f"{np.dot(w, seen[:, codes.STAT_LOSS]) / w.sum():.4f}",
+                                    refresh=False)
                     bar.update(n_iter)
             host = memory.to_host(stats)
             logs = {"loss": np.dot(sizes, host[:, codes.STAT_LOSS]) / n_rows}
@@ -307,7 +308,7 @@ class Sequential:
             history.record_epoch(logs, norms.mean(axis=0))
             self.epochs_trained += 1
             if bar is not None:
-                bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()})
+                bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()}, refresh=False)
                 bar.close()
             elif verbose >= 2:
                 metrics = " - ".join(f"{k} {v:.4f}" for k, v in logs.items())

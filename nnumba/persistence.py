@@ -78,9 +78,10 @@ def save_model(model, path):
 def _read(path):
     """All arrays of the file, checked for presence, kind and format; ValueError otherwise."""
     try:
-        with np.load(path, allow_pickle=False) as f:
-            if not hasattr(f, "files"):
-                raise ValueError("it holds a single array, not an nnumba model")
+        f = np.load(path, allow_pickle=False)
+        if not isinstance(f, np.lib.npyio.NpzFile):
+            raise ValueError("it holds a single array, not an nnumba model")
+        with f:
             missing = [k for k in KEYS if k not in f.files]
             if missing:
                 raise ValueError(f"it lacks {', '.join(missing)}")
@@ -96,8 +97,8 @@ def _read(path):
         raise ValueError(f"{path} is not an nnumba model file (format {str(arrays['format'])!r})")
     if arrays["version"].shape != () or arrays["version"].dtype.kind not in "iu" \
             or int(arrays["version"]) > VERSION:
-        raise ValueError(f"{path} has file format version {arrays['version']!r}; this nnumba reads "
-                         f"up to version {VERSION}")
+        raise ValueError(f"{path} has file format version {arrays['version'].item()!r}; this "
+                         f"nnumba reads up to version {VERSION}")
     return arrays
 
 
@@ -117,13 +118,14 @@ def load(path, backend=None):
     if not (np.isfinite(params).all() and np.isfinite(state).all()):
         raise ValueError(f"{path} holds NaN or inf weights or optimizer state")
     try:
-        return _build(path, json.loads(str(arrays["config"])), json.loads(str(arrays["shuffle_rng"])),
+        return _build(json.loads(str(arrays["config"])), json.loads(str(arrays["shuffle_rng"])),
                       params, state, int(t), backend)
-    except (KeyError, TypeError, AttributeError, IndexError) as exc:
-        raise ValueError(f"{path} has a damaged model description: {exc!r}") from exc
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        detail = f"missing entry {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise ValueError(f"{path} has a damaged model description: {detail}") from exc
 
 
-def _build(path, config, rng_state, params, state, t, backend):
+def _build(config, rng_state, params, state, t, backend):
     from .layers import layer_from_config
     from .model import Sequential
     from .optim import get_optimizer
@@ -131,12 +133,12 @@ def _build(path, config, rng_state, params, state, t, backend):
     layers = [layer_from_config(c) for c in config["layers"]]
     model = Sequential(layers, backend=backend or config["backend"], dtype=config["dtype"])
     if params.shape != (model.plan.n_params,):
-        raise ValueError(f"{path} holds {params.shape} parameters, but its layers need "
-                         f"({model.plan.n_params},)")
+        raise ValueError(f"it holds {params.shape[0]} parameters, but its layers need "
+                         f"{model.plan.n_params}")
     try:
         model._shuffle_rng.bit_generator.state = rng_state
     except (TypeError, ValueError, KeyError) as exc:
-        raise ValueError(f"{path} has a damaged shuffling-generator state: {exc}") from exc
+        raise ValueError(f"bad shuffling-generator state: {exc}") from exc
     model.seed = config["seed"]
     model.epochs_trained = int(config["epochs_trained"])
     model._backend.memory.copy_from_host(model._params, params.astype(model.dtype))
@@ -145,7 +147,7 @@ def _build(path, config, rng_state, params, state, t, backend):
         optimizer = get_optimizer(opt["name"])
         model.compile(config["loss"], optimizer)
         if state.shape != optimizer.state.shape:
-            raise ValueError(f"{path} holds optimizer state of shape {state.shape}, expected "
+            raise ValueError(f"its optimizer state has shape {state.shape}, expected "
                              f"{optimizer.state.shape}")
         optimizer.load_state_dict({
             "optimizer": opt["name"], "hyperparameters": opt["hyperparameters"], "t": t,

@@ -116,6 +116,7 @@ def gather_rows(src, index, dst):
     np.take(src, index, axis=0, out=dst)
 
 
+@np.errstate(over="ignore", invalid="ignore")  # divergence is reported by the return value
 def train_batches(blocks, alphas, params, grads, loss, X, T, labels, order, n_rows, batch_size,
                   first, n_iter, opt, state, hp, t, clip_norm, clip_value, xb, tb, lb, acts, deltas,
                   stats):

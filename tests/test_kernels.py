@@ -1,0 +1,188 @@
+"""Every cpu kernel against its NumPy reference twin, float32 and float64."""
+import numpy as np
+import pytest
+
+from nnumba.backends import codes, get_backend
+
+REF = get_backend("numpy")
+CPU = get_backend("cpu")
+DTYPES = [np.float32, np.float64]
+# shapes (rows, n_in, n_out): one-row batches, odd sizes, and products above the
+# small-matmul threshold so both the loop and the BLAS paths run
+SHAPES = [(1, 1, 1), (1, 7, 3), (5, 3, 11), (17, 9, 13), (64, 40, 33), (3, 130, 129)]
+ACTS = [codes.IDENTITY, codes.SIGMOID, codes.TANH, codes.RELU, codes.LEAKY_RELU]
+
+
+def tol(dtype):
+    return dict(rtol=2e-5, atol=2e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-13)
+
+
+def rand(rng, shape, dtype, scale=1.0):
+    return (rng.normal(size=shape) * scale).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("act", ACTS)
+def test_activations(dtype, act):
+    rng = np.random.default_rng(act)
+    z = rand(rng, (9, 13), dtype, 3.0)
+    z[0, :5] = [0, -0.0, 40, -40, 1e-3]
+    for kernels in (REF, CPU):
+        y = np.empty_like(z)
+        kernels.activations.activation_forward(act, 0.1, z, y)
+        dy = rand(np.random.default_rng(1), z.shape, dtype)
+        kernels.activations.activation_backward(act, 0.1, y, dy)
+        if kernels is REF:
+            y_ref, dz_ref = y, dy
+    np.testing.assert_allclose(y, y_ref, **tol(dtype))
+    np.testing.assert_allclose(dy, dz_ref, **tol(dtype))
+    assert y.dtype == dtype and dy.dtype == dtype
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_activation_definitions(dtype):
+    """The reference is itself checked against the textbook formulas."""
+    z = np.linspace(-6, 6, 25).astype(dtype).reshape(5, 5)
+    expected = {codes.IDENTITY: z, codes.SIGMOID: 1 / (1 + np.exp(-z.astype(np.float64))),
+                codes.TANH: np.tanh(z), codes.RELU: np.maximum(z, 0),
+                codes.LEAKY_RELU: np.where(z > 0, z, 0.1 * z)}
+    for act, want in expected.items():
+        for kernels in (REF, CPU):
+            y = np.empty_like(z)
+            kernels.activations.activation_forward(act, 0.1, z, y)
+            np.testing.assert_allclose(y, want, rtol=1e-6 if dtype == np.float32 else 1e-14)
+
+
+def test_sigmoid_is_stable_and_derivative_peaks_at_a_quarter():
+    z = np.array([[-1e4, -745.0, 0.0, 745.0, 1e4]])
+    for kernels in (REF, CPU):
+        y = np.empty_like(z)
+        kernels.activations.activation_forward(codes.SIGMOID, 0.0, z, y)
+        assert np.all(np.isfinite(y)) and y[0, 2] == 0.5 and y[0, 0] == 0.0 and y[0, -1] == 1.0
+        d = np.ones_like(z)
+        kernels.activations.activation_backward(codes.SIGMOID, 0.0, y, d)
+        assert d.max() == 0.25
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("act", [codes.IDENTITY, codes.SIGMOID, codes.RELU])
+@pytest.mark.parametrize("bias", [True, False])
+def test_dense(dtype, shape, act, bias):
+    n, n_in, n_out = shape
+    rng = np.random.default_rng(n * 1000 + n_in)
+    x, w = rand(rng, (n, n_in), dtype), rand(rng, (n_in, n_out), dtype, 0.3)
+    b = rand(rng, (n_out,), dtype) if bias else np.zeros(0, dtype)
+    dy0 = rand(rng, (n, n_out), dtype)
+    out = {}
+    for name, kernels in (("ref", REF), ("cpu", CPU)):
+        y = np.empty((n, n_out), dtype)
+        kernels.dense.dense_forward(x, w, b, act, 0.1, y)
+        dy = dy0.copy()
+        dw, db = np.empty_like(w), np.empty_like(b)
+        kernels.dense.dense_backward(x, y, act, 0.1, dy, dw, db)
+        dx = np.empty_like(x)
+        kernels.dense.dense_backward_input(dy, w, dx)
+        out[name] = (y, dy, dw, db, dx)
+    for a, r in zip(out["cpu"], out["ref"]):
+        np.testing.assert_allclose(a, r, **tol(dtype))
+    # the reference against the formula: y = f(x @ w + b), dw = x^T dz, dx = dz w^T
+    y, dz, dw, db, dx = out["ref"]
+    np.testing.assert_allclose(dw, x.astype(float).T @ dz, **tol(dtype))
+    np.testing.assert_allclose(dx, dz.astype(float) @ w.T, **tol(dtype))
+    if bias:
+        np.testing.assert_allclose(db, dz.astype(float).sum(0), **tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("loss", [codes.MSE, codes.BINARY_CROSS_ENTROPY, codes.CROSS_ENTROPY])
+@pytest.mark.parametrize("n,k", [(1, 1), (1, 4), (7, 3), (33, 10)])
+def test_losses(dtype, loss, n, k):
+    if loss == codes.CROSS_ENTROPY and k == 1:
+        k = 2
+    rng = np.random.default_rng(n + k)
+    z = rand(rng, (n, k), dtype, 4.0)
+    target = rng.integers(0, 2, size=(n, k)).astype(dtype) if loss != codes.MSE else rand(rng, (n, k), dtype)
+    labels = rng.integers(0, k, size=n)
+    out = {}
+    for name, kernels in (("ref", REF), ("cpu", CPU)):
+        dz, result = np.empty_like(z), np.zeros(2)
+        kernels.losses.loss_forward_backward(loss, z, target, labels, dz, result)
+        out[name] = (dz, result)
+    np.testing.assert_allclose(out["cpu"][0], out["ref"][0], **tol(dtype))
+    np.testing.assert_allclose(out["cpu"][1], out["ref"][1], rtol=1e-5 if dtype == np.float32 else 1e-12)
+    assert out["cpu"][0].dtype == dtype
+
+
+def test_loss_definitions():
+    """The reference losses against their textbook (unfused) forms, float64."""
+    rng = np.random.default_rng(3)
+    z, t = rng.normal(size=(6, 4)), rng.integers(0, 2, size=(6, 4)).astype(float)
+    labels = rng.integers(0, 4, size=6)
+    result, dz = np.zeros(2), np.empty_like(z)
+    REF.losses.mse(z, t, dz, result)
+    assert result[0] == pytest.approx(np.mean((z - t) ** 2), rel=1e-14)
+    s = 1 / (1 + np.exp(-z))
+    REF.losses.binary_cross_entropy(z, t, dz, result)
+    assert result[0] == pytest.approx(-np.mean(t * np.log(s) + (1 - t) * np.log(1 - s)), rel=1e-13)
+    p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    REF.losses.cross_entropy(z, labels, dz, result)
+    assert result[0] == pytest.approx(-np.mean(np.log(p[np.arange(6), labels])), rel=1e-13)
+    assert result[1] == np.sum(p.argmax(1) == labels)
+    onehot = np.eye(4)[labels]
+    np.testing.assert_allclose(dz, (p - onehot) / 6, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("kernels", [REF, CPU], ids=["numpy", "cpu"])
+def test_losses_stay_finite_for_huge_logits(kernels):
+    z = np.array([[1e4, -1e4], [-1e4, 1e4]], np.float32)
+    t = np.array([[0, 1], [1, 0]], np.float32)
+    result, dz = np.zeros(2), np.empty_like(z)
+    kernels.losses.binary_cross_entropy(z, t, dz, result)
+    assert result[0] == pytest.approx(1e4) and np.all(np.isfinite(dz))
+    kernels.losses.cross_entropy(z, np.array([1, 1]), dz, result)
+    assert result[0] == pytest.approx(1e4) and np.all(np.isfinite(dz))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("opt", [codes.SGD, codes.MOMENTUM, codes.RMSPROP, codes.ADAM])
+@pytest.mark.parametrize("size", [1, 37, 1 << 18])
+@pytest.mark.parametrize("inside", [0.0, 1.0])
+def test_optimizer_steps(dtype, opt, size, inside):
+    rng = np.random.default_rng(size)
+    w0, state0 = rand(rng, size, dtype), np.abs(rand(rng, (2, size), dtype))
+    hp = np.zeros(codes.N_HP)
+    hp[[codes.HP_LR, codes.HP_BETA1, codes.HP_BETA2, codes.HP_EPS, codes.HP_EPS_INSIDE]] = \
+        [0.01, 0.9, 0.999, 1e-8, inside]
+    out = {}
+    for name, kernels in (("ref", REF), ("cpu", CPU)):
+        w, state = w0.copy(), state0.copy()
+        for t in (1, 2, 3):
+            g = rand(np.random.default_rng(t), size, dtype)
+            kernels.optim.optimizer_step(opt, w, g, state, hp, t)
+        out[name] = (w, state)
+    # elementwise updates in the same order of operations: equal to the last bit
+    np.testing.assert_array_equal(out["cpu"][0], out["ref"][0])
+    np.testing.assert_array_equal(out["cpu"][1], out["ref"][1])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("size", [1, 5, 1000])
+def test_gradient_utilities(dtype, size):
+    rng = np.random.default_rng(size)
+    g0 = rand(rng, size, dtype, 3.0)
+    out = {}
+    for name, kernels in (("ref", REF), ("cpu", CPU)):
+        s = np.zeros(1)
+        kernels.gradients.sum_of_squares(g0, s)
+        g1 = g0.copy()
+        kernels.gradients.clip_by_norm(g1, np.sqrt(s[0]), 0.5)
+        g2 = g0.copy()
+        kernels.gradients.clip_by_value(g2, 1.0)
+        out[name] = (s, g1, g2)
+    np.testing.assert_allclose(out["cpu"][0], np.sum(g0.astype(np.float64) ** 2), rtol=1e-12)
+    np.testing.assert_allclose(out["cpu"][0], out["ref"][0], rtol=1e-12)
+    np.testing.assert_allclose(out["cpu"][1], out["ref"][1], **tol(dtype))
+    np.testing.assert_array_equal(out["cpu"][2], out["ref"][2])
+    assert np.linalg.norm(out["cpu"][1].astype(np.float64)) == pytest.approx(min(0.5, np.sqrt(out["cpu"][0][0])), rel=1e-5)
+    assert np.abs(out["cpu"][2]).max() <= 1.0

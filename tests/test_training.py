@@ -1,0 +1,248 @@
+"""The training loop: counting, regimes, determinism, divergence, records."""
+import numpy as np
+import pytest
+
+import nnumba as nn
+from conftest import OPTIMIZERS, small_model, toy_data
+
+
+def test_cifar_counting_example():
+    """SEED-NOTES section 1: N=50000, B=256 -> 196 iterations per epoch, 1960 updates in 10."""
+    assert nn.data.iterations_per_epoch(50000, 256) == 196
+    assert nn.data.n_updates(50000, 256, 10) == 1960
+    assert nn.data.iterations_per_epoch(50000, 256, drop_last=True) == 195
+    assert nn.data.batch_sizes(50000, 256)[-1] == 50000 - 195 * 256 == 80
+
+
+@pytest.mark.parametrize("n, batch_size, drop_last, ipe", [
+    (23, 5, False, 5), (23, 5, True, 4), (20, 5, False, 4), (20, 5, True, 4),
+    (23, None, False, 1), (23, 1, False, 23), (23, 100, False, 1)])
+def test_fit_counts_iterations_and_updates(host_backend, n, batch_size, drop_last, ipe):
+    X, y = toy_data("mse", n=n)
+    model = small_model(host_backend, loss="mse")
+    h = model.fit(X, y, epochs=3, batch_size=batch_size, drop_last=drop_last)
+    assert h.iterations_per_epoch == ipe
+    assert h.n_updates == 3 * ipe == model.optimizer.t
+    assert len(h["loss"]) == 3 and h.grad_norms.shape == (3, 3)
+
+
+def test_bgd_sgd_minibatch_are_one_knob():
+    """Full batch = one update of the mean gradient; batch_size=1 = N updates."""
+    X, y = toy_data("mse", n=6)
+    bgd = small_model(loss="mse")
+    by_hand = small_model(loss="mse")
+    bgd.fit(X, y, epochs=1, batch_size=None, shuffle=False)
+    grads = by_hand.gradients(X, y)
+    expected = [w - 0.05 * g for w, g in zip(by_hand.get_weights(), grads)]
+    for a, e in zip(bgd.get_weights(), expected):
+        np.testing.assert_allclose(a, e, rtol=1e-13)
+    sgd = small_model(loss="mse")
+    assert sgd.fit(X, y, epochs=2, batch_size=1).n_updates == 12
+
+
+@pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
+@pytest.mark.parametrize("loss", ["mse", "binary_cross_entropy", "cross_entropy"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_cpu_matches_reference(optimizer, loss, dtype):
+    X, y = toy_data(loss, n=37)
+    weights = {}
+    for backend in ("numpy", "cpu"):
+        model = small_model(backend, dtype, loss=loss, optimizer=OPTIMIZERS[optimizer]())
+        model.fit(X, y, epochs=3, batch_size=8, clip_grad_norm=1.0)
+        weights[backend] = model.get_weights()
+    rtol = 1e-4 if dtype == "float32" else 1e-11
+    for a, r in zip(weights["cpu"], weights["numpy"]):
+        np.testing.assert_allclose(a, r, rtol=rtol, atol=rtol * 1e-2)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fused_epoch_equals_per_iteration_calls(dtype):
+    """One compiled call per epoch gives the same bits as one call per iteration."""
+    X, y = toy_data("cross_entropy", n=41)
+    fused = small_model("cpu", dtype, "relu", loss="cross_entropy",
+                        optimizer=nn.optim.Adam(lr=0.01))
+    stepped = small_model("cpu", dtype, "relu", loss="cross_entropy",
+                          optimizer=nn.optim.Adam(lr=0.01))
+    h = fused.fit(X, y, epochs=2, batch_size=10, shuffle=False)
+    losses = []
+    for _ in range(2):
+        for start in range(0, 41, 10):
+            losses.append(stepped.train_step(X[start:start + 10], y[start:start + 10]))
+    for a, b in zip(fused.get_weights(), stepped.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    sizes = np.array([10, 10, 10, 10, 1])
+    assert h["loss"][1] == pytest.approx(np.dot(sizes, losses[5:]) / 41, rel=1e-12)
+
+
+@pytest.mark.parametrize("verbose", [0, 1])
+def test_progress_chunks_do_not_change_results(verbose, capsys):
+    X, y = toy_data("cross_entropy", n=200)
+    models = [small_model("cpu", "float32", loss="cross_entropy",
+                          optimizer=nn.optim.Adam(lr=0.01)) for _ in range(2)]
+    models[0].fit(X, y, epochs=2, batch_size=4, verbose=0)
+    models[1].fit(X, y, epochs=2, batch_size=4, verbose=verbose)
+    for a, b in zip(models[0].get_weights(), models[1].get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_same_seed_same_bits_different_seed_differs(host_backend):
+    X, y = toy_data("cross_entropy", n=40)
+    runs = []
+    for seed in (7, 7, 8):
+        model = small_model(host_backend, "float32", "relu", seed=seed, loss="cross_entropy",
+                            optimizer=nn.optim.Adam(lr=0.01))
+        model.fit(X, y, epochs=3, batch_size=8)
+        runs.append(model.get_weights())
+    for a, b in zip(runs[0], runs[1]):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, c) for a, c in zip(runs[0], runs[2]))
+
+
+def test_shuffle_changes_the_order_every_epoch():
+    X, y = toy_data("mse", n=30)
+    a, b = small_model(loss="mse"), small_model(loss="mse")
+    a.fit(X, y, epochs=2, batch_size=5, shuffle=True)
+    b.fit(X, y, epochs=2, batch_size=5, shuffle=False)
+    assert not np.array_equal(a.get_weights()[0], b.get_weights()[0])
+
+
+@pytest.mark.parametrize("backend", ["numpy", "cpu"])
+def test_digits_accuracy(backend):
+    X_train, y_train, X_test, y_test = nn.data.load_digits()
+    model = nn.Sequential([nn.Dense(64, 64), nn.ReLU(), nn.Dense(64, 10)], backend=backend,
+                          dtype="float32", seed=0)
+    model.compile("cross_entropy", nn.optim.Adam(lr=1e-3))
+    h = model.fit(X_train, y_train, epochs=30, batch_size=32, validation_data=(X_test, y_test))
+    assert h["val_accuracy"][-1] >= 0.95
+    assert model.evaluate(X_test, y_test)["accuracy"] >= 0.95
+    assert h["loss"][-1] < h["loss"][0]
+
+
+def test_history_records():
+    X, y = toy_data("cross_entropy", n=30)
+    Xv, yv = toy_data("cross_entropy", n=10, seed=1)
+    model = small_model(loss="cross_entropy")
+    h = model.fit(X, y, epochs=4, batch_size=7, validation_data=(Xv, yv),
+                  record_grad_norms="iteration")
+    assert set(h.keys()) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert all(len(h[k]) == 4 for k in h.keys())
+    assert h.grad_norms.shape == (4, 3) and h.grad_norms_per_iteration.shape == (20, 3)
+    np.testing.assert_allclose(h.grad_norms, h.grad_norms_per_iteration.reshape(4, 5, 3).mean(1))
+    assert h["val_loss"][-1] == pytest.approx(model.evaluate(Xv, yv)["loss"], rel=1e-12)
+    assert "mse" not in h and small_model(loss="mse").fit(*toy_data("mse"), epochs=1).keys() == {"loss"}
+
+
+def test_grad_norms_are_the_weight_gradient_norms():
+    X, y = toy_data("mse", n=8)
+    model = small_model(loss="mse")
+    grads = model.gradients(X, y)
+    h = model.fit(X, y, epochs=1, batch_size=None)
+    np.testing.assert_allclose(h.grad_norms[0], [np.linalg.norm(grads[k]) for k in (0, 2, 4)],
+                               rtol=1e-12)
+
+
+def test_divergence_stops_and_keeps_the_last_good_weights(host_backend):
+    X, y = toy_data("mse", n=40)
+    model = small_model(host_backend, act="relu", loss="mse", optimizer=nn.optim.SGD(lr=1e3))
+    snapshots = []
+    with pytest.raises(nn.NonFiniteError) as info:
+        model.fit(X, y, epochs=50, batch_size=8, shuffle=False,
+                  callbacks=[lambda epoch, logs: snapshots.append(model.get_weights())])
+    err = info.value
+    assert isinstance(err, FloatingPointError) and err.epoch >= 1 and 1 <= err.iteration <= 5
+    assert f"epoch {err.epoch}, iteration {err.iteration}" in str(err)
+    assert model.optimizer.t == (err.epoch - 1) * 5 + err.iteration - 1
+    # replay: a fresh model stepped up to the failing iteration has the same weights
+    replay = small_model(host_backend, act="relu", loss="mse", optimizer=nn.optim.SGD(lr=1e3))
+    for _ in range(model.optimizer.t):
+        k = replay.optimizer.t % 5
+        replay.train_step(X[8 * k:8 * k + 8], y[8 * k:8 * k + 8])
+    for a, b in zip(model.get_weights(), replay.get_weights()):
+        np.testing.assert_array_equal(a, b)
+        assert np.all(np.isfinite(a))
+    assert err.history.epochs == err.epoch - 1
+
+
+def test_train_step_refuses_a_non_finite_step():
+    model = small_model(loss="mse", optimizer=nn.optim.SGD(lr=1.0))
+    weights = model.get_weights()
+    weights[4][...] = 1e300  # outputs near 1e300: their square overflows
+    model.set_weights(weights)
+    X, y = toy_data("mse", n=4)
+    with pytest.raises(nn.NonFiniteError, match="train_step"):
+        model.train_step(X, y)
+    for a, b in zip(weights, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert model.optimizer.t == 0
+
+
+def test_clip_grad_norm_limits_the_update():
+    X, y = toy_data("mse", n=10)
+    model = small_model(loss="mse", optimizer=nn.optim.SGD(lr=1.0))
+    before = model.get_weights()
+    grads = model.gradients(X, y)
+    total = np.sqrt(sum(np.sum(g ** 2) for g in grads))
+    model.fit(X, y, epochs=1, batch_size=None, clip_grad_norm=total / 10)
+    step = np.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(before, model.get_weights())))
+    assert step == pytest.approx(total / 10, rel=1e-5)
+
+
+def test_clip_grad_value_limits_each_component():
+    X, y = toy_data("mse", n=10)
+    model = small_model(loss="mse", optimizer=nn.optim.SGD(lr=1.0))
+    before = model.get_weights()
+    model.fit(X, y, epochs=1, batch_size=None, clip_grad_value=1e-3)
+    assert max(np.abs(a - b).max() for a, b in zip(before, model.get_weights())) <= 1e-3 + 1e-15
+
+
+def test_callbacks_and_early_stop():
+    X, y = toy_data("mse", n=10)
+    model = small_model(loss="mse")
+    seen = []
+
+    class Stopper:
+        def on_epoch_end(self, epoch, logs):
+            seen.append((epoch, round(logs["loss"], 12)))
+            if epoch == 2:
+                model.stop_training = True
+
+    h = model.fit(X, y, epochs=10, batch_size=5, callbacks=[Stopper()])
+    assert [e for e, _ in seen] == [0, 1, 2] and h.epochs == 3 and model.epochs_trained == 3
+
+
+def test_verbose_output(capsys):
+    X, y = toy_data("cross_entropy", n=10)
+    model = small_model(loss="cross_entropy")
+    model.fit(X, y, epochs=2, batch_size=5, verbose=2)
+    out = capsys.readouterr().out
+    assert "Epoch 2/2" in out and "loss" in out and "accuracy" in out
+    model.fit(X, y, epochs=1, batch_size=5, verbose=1)
+    assert "Epoch 1/1" in capsys.readouterr().err
+
+
+def test_predict_and_evaluate_in_chunks_match_one_batch(host_backend):
+    X, y = toy_data("cross_entropy", n=50)
+    model = small_model(host_backend, loss="cross_entropy")
+    p_all = model.predict(X, batch_size=50)
+    np.testing.assert_allclose(model.predict(X, batch_size=7), p_all, rtol=1e-13)
+    np.testing.assert_allclose(p_all.sum(1), 1.0, rtol=1e-13)
+    assert model.evaluate(X, y, batch_size=7)["loss"] == pytest.approx(
+        model.evaluate(X, y, batch_size=50)["loss"], rel=1e-13)
+
+
+def test_predict_before_compile_gives_raw_outputs():
+    model = small_model()
+    X, _ = toy_data("mse", n=4)
+    raw = model.predict(X)
+    model.compile("binary_cross_entropy", "sgd")
+    np.testing.assert_allclose(model.predict(X), 1 / (1 + np.exp(-raw)), rtol=1e-13)
+
+
+def test_epochs_zero_trains_nothing():
+    X, y = toy_data("mse")
+    model = small_model(loss="mse")
+    before = model.get_weights()
+    h = model.fit(X, y, epochs=0)
+    assert h.n_updates == 0 and h.epochs == 0
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
