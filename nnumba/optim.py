@@ -241,3 +241,19 @@ def get_optimizer(optimizer):
                              f"{', '.join(map(repr, OPTIMIZERS))} or an nn.optim object")
         return OPTIMIZERS[optimizer.lower()]()
     raise TypeError(f"optimizer must be a name or an nn.optim object, got {type(optimizer).__name__}")
+
+
+def trajectory(optimizer, grad, x0, n_steps):
+    """The points an optimizer visits while minimising a function of a vector.
+
+    ``grad(x)`` returns the gradient at x; starting from ``x0`` the optimizer
+    takes ``n_steps`` steps (with ``Optimizer.step``). Returns an array of shape
+    (n_steps + 1, len(x0)), float64: the path drawn in the optimizer notebook.
+    """
+    n_steps = _checks.integer(n_steps, "n_steps", minimum=0)
+    x = np.array(x0, dtype=np.float64).ravel()
+    path = [x.copy()]
+    for _ in range(n_steps):
+        optimizer.step(x, np.asarray(grad(x), dtype=np.float64))
+        path.append(x.copy())
+    return np.array(path)
