@@ -100,15 +100,19 @@ def loss_and_gradients(blocks, alphas, params, grads, loss, x, target, labels, a
 
 
 def gradient_norms(blocks, grads, stats_row, scratch):
-    """stats_row[k] = ||dW_k|| for the k-th Dense block; returns the global norm of all grads."""
+    """stats_row[k] = ||dW_k|| for the k-th Dense block; returns the global norm of all
+    grads, sum_k (||dW_k||^2 + ||db_k||^2), from the same single pass over them."""
     k = 0
+    total = 0.0
     for i in range(blocks.shape[0]):
         if blocks[i, HAS_DENSE]:
             sum_of_squares(weight_slice(blocks, i, grads), scratch)
             stats_row[k] = np.sqrt(scratch[0])
+            total += scratch[0]
+            sum_of_squares(bias_view(blocks, i, grads), scratch)
+            total += scratch[0]
             k += 1
-    sum_of_squares(grads, scratch)
-    return np.sqrt(scratch[0])
+    return np.sqrt(total)
 
 
 def gather_rows(src, index, dst):
