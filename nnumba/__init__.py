@@ -19,6 +19,15 @@ from .persistence import load
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name):
+    # nn.plot needs matplotlib, an optional dependency: imported on first use only
+    if name == "plot":
+        import importlib
+
+        return importlib.import_module(".plot", __name__)
+    raise AttributeError(f"module 'nnumba' has no attribute {name!r}")
+
 __all__ = [
     "Sequential", "Dense", "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "Identity",
     "losses", "optim", "data", "diagnostics", "initializers",

@@ -21,6 +21,7 @@ class History:
         layer's weight gradient (before clipping)
     grad_norms_per_iteration : (n_updates, n_dense) array, recorded when ``fit``
         is called with record_grad_norms="iteration"; otherwise None
+    loss_per_iteration : (n_updates,) array, each batch's mean loss before its update
     layer_names : the Dense layers' names, the columns of grad_norms
     """
 
@@ -33,6 +34,7 @@ class History:
         self.layer_names = list(layer_names)
         self._epoch_norms = []
         self._iteration_norms = [] if per_iteration else None
+        self._iteration_losses = []
 
     def __getitem__(self, key):
         return self.history[key]
@@ -65,8 +67,13 @@ class History:
             self.history.setdefault(key, []).append(float(value))
         self._epoch_norms.append(np.asarray(norms, dtype=np.float64))
 
-    def record_iterations(self, norms):
+    @property
+    def loss_per_iteration(self):
+        return np.concatenate(self._iteration_losses) if self._iteration_losses else np.zeros(0)
+
+    def record_iterations(self, losses, norms):
         self.n_updates += norms.shape[0]
+        self._iteration_losses.append(np.array(losses, dtype=np.float64))
         if self._iteration_norms is not None:
             self._iteration_norms.append(np.array(norms, dtype=np.float64))
 

@@ -304,7 +304,7 @@ class Sequential:
             if validation is not None:
                 logs.update({f"val_{k}": v for k, v in self._evaluate(*validation, EVAL_BATCH).items()})
             norms = host[:, codes.STAT_NORMS:]
-            history.record_iterations(norms)
+            history.record_iterations(host[:, codes.STAT_LOSS], norms)
             history.record_epoch(logs, norms.mean(axis=0))
             self.epochs_trained += 1
             if bar is not None:
@@ -322,7 +322,7 @@ class Sequential:
 
     def _diverged(self, stats, history, epoch, iteration, ipe):
         host = self._backend.memory.to_host(stats)
-        history.record_iterations(host[:iteration, codes.STAT_NORMS:])
+        history.record_iterations(host[:iteration, codes.STAT_LOSS], host[:iteration, codes.STAT_NORMS:])
         loss = float(host[iteration, codes.STAT_LOSS])
         where = f"epoch {epoch + 1}, iteration {iteration + 1} of {ipe}" if epoch is not None \
             else "train_step"

@@ -3,10 +3,21 @@
 The CUDA kernels run in Numba's simulator unless NUMBA_ENABLE_CUDASIM is set
 otherwise (``NUMBA_ENABLE_CUDASIM=0`` on a machine with a GPU); the variable is
 read when numba is first imported, so it is set here, before anything else.
+
+Numba's on-disk cache notices when a function's own file changes, not when a
+function it calls (in another file) does; a kernel edited during development
+could then run stale machine code. Tests therefore cache into a folder named
+after a hash of all of nnumba's sources: any edit starts a fresh cache.
 """
+import hashlib
 import os
+import pathlib
+import tempfile
 
 os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
+_sources = sorted((pathlib.Path(__file__).resolve().parents[1] / "nnumba").rglob("*.py"))
+_digest = hashlib.sha256(b"".join(p.read_bytes() for p in _sources)).hexdigest()[:16]
+os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(tempfile.gettempdir(), f"nnumba-cache-{_digest}"))
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

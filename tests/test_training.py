@@ -129,6 +129,9 @@ def test_history_records():
     assert h.grad_norms.shape == (4, 3) and h.grad_norms_per_iteration.shape == (20, 3)
     np.testing.assert_allclose(h.grad_norms, h.grad_norms_per_iteration.reshape(4, 5, 3).mean(1))
     assert h["val_loss"][-1] == pytest.approx(model.evaluate(Xv, yv)["loss"], rel=1e-12)
+    assert h.loss_per_iteration.shape == (20,)
+    sizes = np.array([7, 7, 7, 7, 2])
+    assert h["loss"][-1] == pytest.approx(np.dot(sizes, h.loss_per_iteration[-5:]) / 30, rel=1e-12)
     assert "mse" not in h and small_model(loss="mse").fit(*toy_data("mse"), epochs=1).keys() == {"loss"}
 
 

@@ -10,8 +10,12 @@
   that it vectorises (``reassoc``), and never with the flags that assume no NaN
   or inf (``nnan``, ``ninf``): NaN detection must keep working.
 - ``parallel=True`` only on the large elementwise passes, and only above
-  PARALLEL_MIN_SIZE elements: on 2 cores, threads inside a loop that also calls
-  multi-threaded BLAS oversubscribe the machine and run slower than serial code.
+  PARALLEL_MIN_SIZE elements. Below it the optimizer's arrays fit in the last
+  level cache and one core streams them fast; and a parallel region waits for
+  its slowest thread, which on a busy 2-core machine (or next to BLAS threads
+  still spinning after a product) can be descheduled for a whole time slice:
+  measured, the Adam step on 1.7M parameters took 1.4 ms serial and 8 ms in
+  parallel on a loaded machine.
 """
 KERNEL = dict(cache=True, nogil=True, error_model="numpy")
 INLINE = dict(KERNEL, inline="always")
@@ -19,7 +23,7 @@ REDUCTION = dict(KERNEL, fastmath={"reassoc", "nsz"})
 PARALLEL = dict(KERNEL, parallel=True)
 
 # Elementwise passes over at least this many elements run on all cores.
-PARALLEL_MIN_SIZE = 1 << 18
+PARALLEL_MIN_SIZE = 1 << 22
 # Matrix products of at most this many multiply-adds run as plain loops: below
 # it, the call overhead of BLAS costs more than the product itself.
 SMALL_MATMUL_FLOPS = 1 << 15

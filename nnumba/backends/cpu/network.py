@@ -14,7 +14,7 @@ from numba import njit
 
 from ..codes import (ACT, B_OFF, COL, CROSS_ENTROPY, HAS_DENSE, N_IN, N_OUT, STAT_LOSS, STAT_NORMS,
                      W_OFF)
-from ._config import KERNEL
+from ._config import INLINE, KERNEL
 from .activations import activation_backward, activation_forward
 from .dense import dense_backward, dense_backward_input, dense_forward
 from .gradients import clip_by_norm, clip_by_value, sum_of_squares
@@ -22,34 +22,34 @@ from .losses import loss_forward_backward
 from .optim import optimizer_step
 
 
-@njit(**KERNEL)
+@njit(**INLINE)
 def workspace_rows(blocks, buf):
     """The number of rows a flat workspace holds for this plan."""
     width = blocks[-1, COL] + blocks[-1, N_OUT]
     return buf.shape[0] // width
 
 
-@njit(**KERNEL)
+@njit(**INLINE)
 def block_view(blocks, i, buf, rows, n):
     """Block i's (n, N_OUT) slice of a workspace holding ``rows`` rows."""
     start = rows * blocks[i, COL]
     return buf[start:start + n * blocks[i, N_OUT]].reshape(n, blocks[i, N_OUT])
 
 
-@njit(**KERNEL)
+@njit(**INLINE)
 def weight_slice(blocks, i, flat):
     """Block i's weights as a flat slice of a parameter-shaped buffer."""
     off = blocks[i, W_OFF]
     return flat[off:off + blocks[i, N_IN] * blocks[i, N_OUT]]
 
 
-@njit(**KERNEL)
+@njit(**INLINE)
 def weight_view(blocks, i, flat):
     """Block i's weights as an (n_in, n_out) view of a parameter-shaped buffer."""
     return weight_slice(blocks, i, flat).reshape(blocks[i, N_IN], blocks[i, N_OUT])
 
 
-@njit(**KERNEL)
+@njit(**INLINE)
 def bias_view(blocks, i, flat):
     """Block i's bias (empty when it has none) in a parameter-shaped buffer."""
     off = blocks[i, B_OFF]
