@@ -146,7 +146,7 @@ def test_losses_stay_finite_for_huge_logits(kernels):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("opt", [codes.SGD, codes.MOMENTUM, codes.RMSPROP, codes.ADAM])
-@pytest.mark.parametrize("size", [1, 37, 1 << 18])
+@pytest.mark.parametrize("size", [1, 37, 3001])
 @pytest.mark.parametrize("inside", [0.0, 1.0])
 def test_optimizer_steps(dtype, opt, size, inside):
     rng = np.random.default_rng(size)
@@ -164,6 +164,30 @@ def test_optimizer_steps(dtype, opt, size, inside):
     # elementwise updates in the same order of operations: equal to the last bit
     np.testing.assert_array_equal(out["cpu"][0], out["ref"][0])
     np.testing.assert_array_equal(out["cpu"][1], out["ref"][1])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_parallel_optimizer_loops_equal_serial_ones(dtype):
+    """Buffers above PARALLEL_MIN_SIZE take the prange loops: same bits as the serial ones."""
+    from nnumba.backends.cpu import optim
+
+    rng = np.random.default_rng(0)
+    n = 10007
+    one = dtype(1)
+    hp = [dtype(v) for v in (0.01, 0.9, 0.999, 1e-8, 0.5)]
+    w, g, m, v = (rand(rng, n, dtype) for _ in range(4))
+    v = np.abs(v)
+    cases = [("_sgd", (w, g, hp[0])), ("_momentum", (w, g, m, hp[0], hp[1], one)),
+             ("_rmsprop", (w, g, v, hp[0], hp[1], hp[3], True, one)),
+             ("_adam", (w, g, m, v, hp[0], hp[1], hp[2], hp[3], hp[4], one))]
+    for name, args in cases:
+        serial = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
+        parallel = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
+        getattr(optim, name + "_serial")(*serial)
+        getattr(optim, name + "_parallel")(*parallel)
+        for a, b in zip(serial, parallel):
+            if isinstance(a, np.ndarray):
+                np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
