@@ -20,9 +20,17 @@ def matmul(a, b, out):
     if n * k * m > SMALL_MATMUL_FLOPS:
         np.dot(a, b, out)
         return
-    out[:, :] = 0
+    # Rows of b are added into out[i] four at a time: each pass over out[i] is a
+    # load and a store, and a store-to-load round trip costs more than 4 FMAs.
+    k4 = k - k % 4
     for i in range(n):
-        for p in range(k):
+        for j in range(m):
+            out[i, j] = 0
+        for p in range(0, k4, 4):
+            a0, a1, a2, a3 = a[i, p], a[i, p + 1], a[i, p + 2], a[i, p + 3]
+            for j in range(m):
+                out[i, j] += a0 * b[p, j] + a1 * b[p + 1, j] + a2 * b[p + 2, j] + a3 * b[p + 3, j]
+        for p in range(k4, k):
             aip = a[i, p]
             for j in range(m):
                 out[i, j] += aip * b[p, j]
@@ -36,8 +44,15 @@ def matmul_tn(a, b, out):
     if n * k * m > SMALL_MATMUL_FLOPS:
         np.dot(a.T, b, out)
         return
-    out[:, :] = 0
-    for i in range(n):
+    if n == 0:
+        out[:, :] = 0
+        return
+    # the first row writes out (no zeroing pass), the others add to it
+    for p in range(k):
+        a0 = a[0, p]
+        for j in range(m):
+            out[p, j] = a0 * b[0, j]
+    for i in range(1, n):
         for p in range(k):
             aip = a[i, p]
             for j in range(m):
