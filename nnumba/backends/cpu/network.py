@@ -62,14 +62,15 @@ def bias_view(blocks, i, flat):
 def forward(blocks, alphas, params, x, acts):
     """Run the network on x (n rows); block i's output lands in its view of acts."""
     rows, n = workspace_rows(blocks, acts), x.shape[0]
+    inp = x
     for i in range(blocks.shape[0]):
         out = block_view(blocks, i, acts, rows, n)
-        inp = x if i == 0 else block_view(blocks, i - 1, acts, rows, n)
         if blocks[i, HAS_DENSE]:
             dense_forward(inp, weight_view(blocks, i, params), bias_view(blocks, i, params),
                           blocks[i, ACT], alphas[i], out)
         else:
             activation_forward(blocks[i, ACT], alphas[i], inp, out)
+        inp = out  # views cost more than a tiny layer's arithmetic: each is made once
 
 
 @njit(**KERNEL)
@@ -77,20 +78,23 @@ def backward(blocks, alphas, params, grads, x, acts, deltas):
     """Back-propagate: on entry the last block's view of deltas holds dL/d(output);
     on return grads holds dL/dparams (deltas is used as scratch)."""
     rows, n = workspace_rows(blocks, acts), x.shape[0]
-    for i in range(blocks.shape[0] - 1, -1, -1):
-        y = block_view(blocks, i, acts, rows, n)
-        dy = block_view(blocks, i, deltas, rows, n)
+    last = blocks.shape[0] - 1
+    y = block_view(blocks, last, acts, rows, n)
+    dy = block_view(blocks, last, deltas, rows, n)
+    for i in range(last, -1, -1):
+        # block i - 1's views, carried over as block i's input and input gradient
         inp = x if i == 0 else block_view(blocks, i - 1, acts, rows, n)
+        dinp = dy if i == 0 else block_view(blocks, i - 1, deltas, rows, n)
         if blocks[i, HAS_DENSE]:
             dense_backward(inp, y, blocks[i, ACT], alphas[i], dy,
                            weight_view(blocks, i, grads), bias_view(blocks, i, grads))
             if i > 0:
-                dense_backward_input(dy, weight_view(blocks, i, params),
-                                     block_view(blocks, i - 1, deltas, rows, n))
+                dense_backward_input(dy, weight_view(blocks, i, params), dinp)
         else:
             activation_backward(blocks[i, ACT], alphas[i], y, dy)
             if i > 0:
-                block_view(blocks, i - 1, deltas, rows, n)[:, :] = dy
+                dinp[:, :] = dy
+        y, dy = inp, dinp
 
 
 @njit(**KERNEL)
