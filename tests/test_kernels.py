@@ -179,7 +179,7 @@ def test_parallel_optimizer_loops_equal_serial_ones(dtype):
     v = np.abs(v)
     cases = [("_sgd", (w, g, hp[0])), ("_momentum", (w, g, m, hp[0], hp[1], one)),
              ("_rmsprop", (w, g, v, hp[0], hp[1], hp[3], True, one)),
-             ("_adam", (w, g, m, v, hp[0], hp[1], hp[2], hp[3], hp[4], one))]
+             ("_adam", (w, g, m, v, hp[0], hp[1], hp[2], hp[3], one))]
     for name, args in cases:
         serial = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
         parallel = [a.copy() if isinstance(a, np.ndarray) else a for a in args]

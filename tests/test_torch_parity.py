@@ -11,7 +11,6 @@ import nnumba as nn
 from conftest import LOSSES, toy_data
 
 torch = pytest.importorskip("torch")
-torch.set_default_dtype(torch.float64)
 
 WORST = {}  # the largest relative difference seen per check, printed at the end
 
@@ -36,7 +35,8 @@ def torch_model(model):
     modules = []
     for layer in model.layers:
         if isinstance(layer, nn.Dense):
-            modules.append(torch.nn.Linear(layer.in_features, layer.out_features, bias=layer.bias))
+            modules.append(torch.nn.Linear(layer.in_features, layer.out_features, bias=layer.bias,
+                                           dtype=torch.float64))
         else:
             modules.append({nn.ReLU: torch.nn.ReLU, nn.Sigmoid: torch.nn.Sigmoid,
                             nn.Tanh: torch.nn.Tanh}[type(layer)]())

@@ -14,7 +14,7 @@ from numba import njit
 
 from ..codes import (ACT, B_OFF, COL, CROSS_ENTROPY, HAS_DENSE, N_IN, N_OUT, STAT_LOSS, STAT_NORMS,
                      W_OFF)
-from ._config import INLINE, KERNEL
+from ._config import BLAS_THREADED_MIN_FLOPS, INLINE, KERNEL, SMALL_MATMUL_FLOPS
 from .activations import activation_backward, activation_forward
 from .dense import dense_backward, dense_backward_input, dense_forward
 from .gradients import clip_by_norm, clip_by_value, sum_of_squares
@@ -132,14 +132,52 @@ def gather_rows(src, index, dst):
         dst[j] = src[index[j]]
 
 
-@njit(**KERNEL)
 def train_batches(blocks, alphas, params, grads, loss, X, T, labels, order, n_rows, batch_size,
                   first, n_iter, opt, state, hp, t, clip_norm, clip_value, xb, tb, lb, acts, deltas,
                   stats):
     """Run iterations first, ..., first + n_iter - 1 of an epoch; return how many completed.
 
-    See ``backends.reference.network.train_batches`` for the contract.
+    See ``backends.reference.network.train_batches`` for the contract. The
+    iterations run in one compiled call, with as many BLAS threads as the size
+    of the network's matrix products deserves (``blas_threads``).
     """
+    args = (blocks, alphas, params, grads, loss, X, T, labels, order, n_rows, batch_size, first,
+            n_iter, opt, state, hp, t, clip_norm, clip_value, xb, tb, lb, acts, deltas, stats)
+    threads = blas_threads(blocks, batch_size)
+    if threads is None:
+        return _train_batches(*args)
+    with _blas_controller().limit(limits=threads, user_api="blas"):
+        return _train_batches(*args)
+
+
+def blas_threads(blocks, rows):
+    """1 when the largest product of an iteration on ``rows`` rows is too small to
+    share between threads (BLAS_THREADED_MIN_FLOPS), None (BLAS's default) otherwise
+    or when no product is large enough to reach BLAS at all."""
+    dense = blocks[blocks[:, HAS_DENSE] == 1]
+    largest = int(rows * (dense[:, N_IN] * dense[:, N_OUT]).max())
+    if SMALL_MATMUL_FLOPS < largest < BLAS_THREADED_MIN_FLOPS:
+        return 1
+    return None
+
+
+_controller = []
+
+
+def _blas_controller():
+    """threadpoolctl's view of the loaded BLAS libraries (numba's np.dot calls SciPy's),
+    made once: it costs about 2 ms, a limit() on it 20 us."""
+    if not _controller:
+        from threadpoolctl import ThreadpoolController
+
+        _controller.append(ThreadpoolController())
+    return _controller[0]
+
+
+@njit(**KERNEL)
+def _train_batches(blocks, alphas, params, grads, loss, X, T, labels, order, n_rows, batch_size,
+                   first, n_iter, opt, state, hp, t, clip_norm, clip_value, xb, tb, lb, acts, deltas,
+                   stats):
     scratch = np.zeros(1)
     for j in range(n_iter):
         start = (first + j) * batch_size

@@ -11,10 +11,13 @@ Momentum:   v <- beta v + (1 - beta) g;            w <- w - lr v
 RMSprop:    s <- beta s + (1 - beta) g^2;          w <- w - lr g / sqrt(s + eps)
             or, with eps_inside_sqrt False,        w <- w - lr g / (sqrt(s) + eps)  (PyTorch, Keras)
 Adam:       m <- beta1 m + (1 - beta1) g;          v <- beta2 v + (1 - beta2) g^2
-            w <- w - (lr / (1 - beta1^t)) m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
-            which is lr mhat / (sqrt(vhat) + eps) with the bias-corrected moments
-            mhat = m / (1 - beta1^t), vhat = v / (1 - beta2^t) (Kingma and Ba, 2015),
-            arranged as torch.optim.Adam does; t >= 1 counts the steps taken, this one included.
+            w <- w - lr mhat / (sqrt(vhat) + eps), with the bias-corrected moments
+            mhat = m / (1 - beta1^t), vhat = v / (1 - beta2^t) (Kingma and Ba, 2015);
+            t >= 1 counts the steps taken, this one included. Computed in the paper's
+            "efficient version" (end of its section 2), equal in exact arithmetic:
+            w <- w - lr_t m / (sqrt(v) + eps_t),
+            lr_t = lr sqrt(1 - beta2^t) / (1 - beta1^t),  eps_t = eps sqrt(1 - beta2^t),
+            one square root and one division per element.
 """
 import numpy as np
 
@@ -44,19 +47,20 @@ def rmsprop_step(w, g, s, lr, beta, eps, eps_inside_sqrt):
 
 
 def adam_step(w, g, m, v, lr, beta1, beta2, eps, t):
-    step_size, bc2_sqrt = adam_bias_corrections(lr, beta1, beta2, t)
-    step_size, bc2_sqrt = w.dtype.type(step_size), w.dtype.type(bc2_sqrt)
-    beta1, beta2, eps = w.dtype.type(beta1), w.dtype.type(beta2), w.dtype.type(eps)
+    step_size, eps_hat = adam_bias_corrections(lr, beta1, beta2, eps, t)
+    step_size, eps_hat = w.dtype.type(step_size), w.dtype.type(eps_hat)
+    beta1, beta2 = w.dtype.type(beta1), w.dtype.type(beta2)
     m *= beta1
     m += (1 - beta1) * g
     v *= beta2
     v += (1 - beta2) * g * g
-    w -= step_size * m / (np.sqrt(v) / bc2_sqrt + eps)
+    w -= step_size * m / (np.sqrt(v) + eps_hat)
 
 
-def adam_bias_corrections(lr, beta1, beta2, t):
-    """(lr / (1 - beta1^t), sqrt(1 - beta2^t)) in float64."""
-    return lr / (1.0 - beta1**t), np.sqrt(1.0 - beta2**t)
+def adam_bias_corrections(lr, beta1, beta2, eps, t):
+    """(lr_t, eps_t) = (lr sqrt(1 - beta2^t) / (1 - beta1^t), eps sqrt(1 - beta2^t)), float64."""
+    root = np.sqrt(1.0 - beta2**t)
+    return lr * root / (1.0 - beta1**t), eps * root
 
 
 def optimizer_step(opt, w, g, state, hp, t):

@@ -1,0 +1,149 @@
+"""Optimizer update rules as CUDA kernels: one grid-stride pass over the flat buffer per step.
+
+Same names and semantics as ``backends.reference.optim`` (formulas there).
+The host wrappers cast every hyperparameter to w's dtype exactly as the
+reference does, and Adam's bias corrections are computed on the host in
+float64 by the reference's own ``adam_bias_corrections``, then cast, so the
+kernels see the very numbers the reference uses.
+
+The element updates (``sgd_update`` ... ``update``) are device functions taking
+the gradient value, shared with the training loops of ``network``, which clip
+the gradient first.
+"""
+import math
+
+from numba import cuda
+
+from ..codes import ADAM, HP_BETA1, HP_BETA2, HP_EPS, HP_EPS_INSIDE, HP_LR, MOMENTUM, RMSPROP, SGD
+from ..reference.optim import adam_bias_corrections
+from . import _config as cfg
+
+__all__ = ["sgd_step", "momentum_step", "rmsprop_step", "adam_step", "adam_bias_corrections",
+           "optimizer_step"]
+
+
+# One element of each update, for the gradient value gi of w[i].
+
+@cuda.jit(**cfg.DEVICE)
+def sgd_update(i, w, gi, lr):
+    w[i] -= lr * gi
+
+
+@cuda.jit(**cfg.DEVICE)
+def momentum_update(i, w, gi, v, lr, beta, one):
+    vi = beta * v[i] + (one - beta) * gi
+    v[i] = vi
+    w[i] -= lr * vi
+
+
+@cuda.jit(**cfg.DEVICE)
+def rmsprop_update(i, w, gi, s, lr, beta, eps, inside, one):
+    si = beta * s[i] + (one - beta) * gi * gi
+    s[i] = si
+    if inside:
+        w[i] -= lr * gi / math.sqrt(si + eps)
+    else:
+        w[i] -= lr * gi / (math.sqrt(si) + eps)
+
+
+@cuda.jit(**cfg.DEVICE)
+def adam_update(i, w, gi, m, v, step_size, beta1, beta2, eps_hat, one):
+    mi = beta1 * m[i] + (one - beta1) * gi
+    vi = beta2 * v[i] + (one - beta2) * gi * gi
+    m[i] = mi
+    v[i] = vi
+    w[i] -= step_size * mi / (math.sqrt(vi) + eps_hat)
+
+
+@cuda.jit(**cfg.DEVICE)
+def update(opt, i, w, gi, state, lr, beta1, beta2, eps, inside, step_size, eps_hat, one):
+    """One element of the step of optimizer ``opt``; state: (n_slots, len(w))."""
+    if opt == SGD:
+        sgd_update(i, w, gi, lr)
+    elif opt == MOMENTUM:
+        momentum_update(i, w, gi, state[0], lr, beta1, one)
+    elif opt == RMSPROP:
+        rmsprop_update(i, w, gi, state[0], lr, beta1, eps, inside, one)
+    elif opt == ADAM:
+        adam_update(i, w, gi, state[0], state[1], step_size, beta1, beta2, eps_hat, one)
+
+
+@cuda.jit(**cfg.kernel())
+def sgd_kernel(w, g, lr):
+    for i in range(cuda.grid(1), w.shape[0], cuda.gridsize(1)):
+        sgd_update(i, w, g[i], lr)
+
+
+@cuda.jit(**cfg.kernel())
+def momentum_kernel(w, g, v, lr, beta):
+    one = w.dtype.type(1)
+    for i in range(cuda.grid(1), w.shape[0], cuda.gridsize(1)):
+        momentum_update(i, w, g[i], v, lr, beta, one)
+
+
+@cuda.jit(**cfg.kernel())
+def rmsprop_kernel(w, g, s, lr, beta, eps, inside):
+    one = w.dtype.type(1)
+    for i in range(cuda.grid(1), w.shape[0], cuda.gridsize(1)):
+        rmsprop_update(i, w, g[i], s, lr, beta, eps, inside, one)
+
+
+@cuda.jit(**cfg.kernel())
+def adam_kernel(w, g, m, v, step_size, beta1, beta2, eps_hat):
+    one = w.dtype.type(1)
+    for i in range(cuda.grid(1), w.shape[0], cuda.gridsize(1)):
+        adam_update(i, w, g[i], m, v, step_size, beta1, beta2, eps_hat, one)
+
+
+def _launch(kernel, w, *args):
+    if w.shape[0]:
+        kernel[cfg.grid(w.shape[0]), cfg.TPB](w, *args)
+
+
+def sgd_step(w, g, lr):
+    """w <- w - lr g."""
+    _launch(sgd_kernel, w, g, w.dtype.type(lr))
+
+
+def momentum_step(w, g, v, lr, beta):
+    """v <- beta v + (1 - beta) g;  w <- w - lr v."""
+    dt = w.dtype.type
+    _launch(momentum_kernel, w, g, v, dt(lr), dt(beta))
+
+
+def rmsprop_step(w, g, s, lr, beta, eps, eps_inside_sqrt):
+    """s <- beta s + (1 - beta) g^2;  w <- w - lr g / sqrt(s + eps)  (or / (sqrt(s) + eps))."""
+    dt = w.dtype.type
+    _launch(rmsprop_kernel, w, g, s, dt(lr), dt(beta), dt(eps), bool(eps_inside_sqrt))
+
+
+def adam_step(w, g, m, v, lr, beta1, beta2, eps, t):
+    """Adam with bias correction, in the paper's efficient form (see the reference)."""
+    dt = w.dtype.type
+    step_size, eps_hat = adam_bias_corrections(lr, beta1, beta2, eps, t)
+    _launch(adam_kernel, w, g, m, v, dt(step_size), dt(beta1), dt(beta2), dt(eps_hat))
+
+
+def hyperparameters(opt, hp, dtype):
+    """(lr, beta1, beta2, eps, inside) of the float64 vector hp, cast as the reference does."""
+    dt = dtype.type
+    return (dt(hp[HP_LR]), dt(hp[HP_BETA1]), dt(hp[HP_BETA2]), dt(hp[HP_EPS]),
+            bool(hp[HP_EPS_INSIDE] != 0))
+
+
+def optimizer_step(opt, w, g, state, hp, t):
+    """One step of the optimizer with code ``opt``.
+
+    state: (n_slots, len(w)) device array of optimizer state (Momentum: v;
+    RMSprop: s; Adam: m, v). hp: host float64 hyperparameters (HP_* codes).
+    """
+    if opt == SGD:
+        sgd_step(w, g, hp[HP_LR])
+    elif opt == MOMENTUM:
+        momentum_step(w, g, state[0], hp[HP_LR], hp[HP_BETA1])
+    elif opt == RMSPROP:
+        rmsprop_step(w, g, state[0], hp[HP_LR], hp[HP_BETA1], hp[HP_EPS], hp[HP_EPS_INSIDE] != 0)
+    elif opt == ADAM:
+        adam_step(w, g, state[0], state[1], hp[HP_LR], hp[HP_BETA1], hp[HP_BETA2], hp[HP_EPS], t)
+    else:
+        raise ValueError(f"unknown optimizer code {opt}")

@@ -1,0 +1,123 @@
+"""The benchmark suite runs: every asv benchmark's setup (which checks the kernels
+against the numpy reference) and one call of each of its benchmarks, on the
+smallest parameters, for the numpy and cpu backends; ``compare.py --quick``;
+``asv check``. Nothing here asserts a time: benchmarks measure, tests check.
+"""
+import importlib
+import inspect
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ROOT / "benchmarks"
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+MODULES = sorted(p.stem for p in BENCHMARKS.glob("bench_*.py"))
+PREFIXES = ("time_", "peakmem_", "mem_", "track_", "timeraw_")
+# Too big or too slow for a quick test; their code paths run elsewhere here:
+# AdamLarge is Optimizers' code on 10M parameters, Compile is fresh_process_start,
+# which compare.py --quick runs.
+SKIP = {"AdamLarge", "Compile"}
+
+
+def benchmark_classes():
+    for name in MODULES:
+        module = importlib.import_module(f"benchmarks.{name}")
+        for cls_name, cls in vars(module).items():
+            if (inspect.isclass(cls) and cls.__module__ == module.__name__
+                    and any(attr.startswith(PREFIXES) for attr in vars(cls))):
+                yield pytest.param(cls, id=f"{name}.{cls_name}",
+                                   marks=[pytest.mark.skip("big: see SKIP")] if cls_name in SKIP else [])
+
+
+def smallest_params(cls, backend):
+    """The backend, and for every other parameter its smallest value (first for names)."""
+    values = []
+    for name, options in zip(cls.param_names, cls.params):
+        if name == "backend":
+            values.append(backend)
+        else:
+            values.append(min(options) if all(isinstance(o, (int, float)) for o in options) else options[0])
+    return values
+
+
+def test_modules_import():
+    assert MODULES, "no benchmarks/bench_*.py found"
+    for name in MODULES + ["common", "compare"]:
+        importlib.import_module(f"benchmarks.{name}")
+
+
+@pytest.mark.parametrize("backend", ["numpy", "cpu"])
+@pytest.mark.parametrize("cls", list(benchmark_classes()))
+def test_setup_and_one_call(cls, backend):
+    params = smallest_params(cls, backend)
+    bench = cls()
+    bench.setup(*params)
+    for attr, fn in vars(cls).items():
+        if attr.startswith(PREFIXES):
+            getattr(bench, attr)(*params)
+    if hasattr(bench, "teardown"):
+        bench.teardown(*params)
+
+
+def test_cuda_is_skipped_without_a_gpu():
+    from benchmarks import common
+
+    if common.cuda_usable() is None:
+        pytest.skip("a GPU is present: cuda runs for real")
+    with pytest.raises(NotImplementedError):
+        common.require_backend("cuda")
+
+
+def test_check_catches_a_wrong_result():
+    from benchmarks import common
+
+    expected = np.linspace(-1, 1, 100, dtype=np.float32)
+    common.assert_close(expected * (1 + 1e-6), expected, "a float32 rounding")
+    with pytest.raises(AssertionError, match="differs from the numpy reference"):
+        common.assert_close(expected * (1 + 1e-3), expected, "a wrong kernel")
+    with pytest.raises(AssertionError):
+        common.assert_close(np.full(3, np.nan), np.zeros(3), "NaN")
+
+
+def test_flop_count():
+    from benchmarks import common
+
+    # 2 (3072*512 + 512*256 + 256*10) for forward and for dW, the same minus the first layer for dx
+    assert common.train_flops_per_sample("cifar") == 7_093_248
+    assert common.n_params("cifar") == 1_707_274 and common.n_params("tiny") == 2_410
+
+
+def test_compare_quick():
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / "compare.py"), "--quick"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    text = proc.stdout
+    for heading in ("## One training epoch", "## One Adam step", "## BLAS rate",
+                    "## Compile overhead", "## Targets"):
+        assert heading in text
+    assert "| tiny 64-32-10, batch 1, SGD | 256 |" in text
+
+
+def test_asv_check():
+    pytest.importorskip("asv")
+    proc = subprocess.run([sys.executable, "-m", "asv", "check", "--python=same"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "No problems found" in proc.stdout
+
+
+def test_asv_conf():
+    import json
+    import re
+
+    text = (ROOT / "asv.conf.json").read_text()
+    conf = json.loads(re.sub(r"^\s*//.*$", "", text, flags=re.M))
+    assert conf["benchmark_dir"] == "benchmarks" and conf["environment_type"] == "virtualenv"
+    assert "pip wheel --no-deps" in conf["build_command"][0]
+    assert conf["branches"] == ["main"] and conf["repo"] == "."
