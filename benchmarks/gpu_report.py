@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 # (BM, BN, BK, TM, TN, blocks per SM) tried in section 2; the first is _config's default
-TILES = [(128, 128, 8, 8, 8, 1), (128, 128, 8, 8, 8, 2), (128, 128, 16, 8, 8, 1),
+TILES = [(128, 128, 16, 8, 8, 1), (128, 128, 8, 8, 8, 1), (128, 128, 8, 8, 8, 2),
          (128, 64, 8, 8, 4, 1), (64, 64, 16, 4, 4, 1), (64, 64, 8, 4, 4, 2)]
 
 

@@ -14,6 +14,8 @@ for tests).
 import importlib.util
 import os
 
+import numpy as np
+
 
 def check_available():
     """Raise RuntimeError unless numba-cuda is installed and a CUDA GPU (or the simulator) is there."""
@@ -25,6 +27,11 @@ def check_available():
     except ImportError as exc:  # e.g. the CUDA Python bindings are missing
         raise RuntimeError(f"the cuda backend cannot import numba.cuda ({exc}); "
                            "pip install nnumba[cuda]") from exc
+    if not hasattr(np, "row_stack"):
+        # numba-cuda 0.30 registers an overload of np.row_stack, an alias of np.vstack
+        # that NumPy 2.5 removed, when it compiles its first kernel (seen on an H100
+        # machine with NumPy 2.5.2)
+        np.row_stack = np.vstack
     if not cuda.is_available():
         late = ""
         if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"):

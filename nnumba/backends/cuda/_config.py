@@ -52,7 +52,7 @@ CE_TPB = 32          # softmax cross-entropy: threads per row (a power of two)
 # ---- matrix products: tiles of C = A @ B computed by one block ---------------------------
 # (BM, BN, BK, TM, TN): a BM x BN tile of C, stepping through K by BK, each thread
 # computing TM x TN outputs, so a block has (BM / TM) * (BN / TN) threads.
-GEMM_TILE = (128, 128, 8, 8, 8)
+GEMM_TILE = (128, 128, 16, 8, 8)
 # Used instead when GEMM_TILE gives fewer than GEMM_MIN_BLOCKS blocks (small products
 # would leave most of the GPU idle).
 GEMM_TILE_SMALL = (64, 64, 16, 4, 4)

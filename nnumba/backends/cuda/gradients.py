@@ -67,7 +67,7 @@ def _sum_of_squares_kernel(tpb):
         tid = cuda.threadIdx.x
         acc = 0.0
         for i in range(cuda.grid(1), g.shape[0], cuda.gridsize(1)):
-            v = float(g[i])
+            v = float64(g[i])
             acc += v * v
         buf[tid] = acc
         total = block_sum(buf, tid, tpb)

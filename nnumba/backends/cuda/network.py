@@ -164,7 +164,7 @@ def _segment_sum_of_squares_kernel(tpb):
         start = seg_start[s]
         acc = 0.0
         for i in range(cuda.blockIdx.x * tpb + tid, seg_len[s], cuda.gridDim.x * tpb):
-            v = float(g[start + i])
+            v = float64(g[start + i])
             acc += v * v
         buf[tid] = acc
         total = block_sum(buf, tid, tpb)
@@ -635,12 +635,12 @@ def _fused_kernel(tpb, rows_per_thread):
                     bo = blocks[i, B_OFF]
                     acc = 0.0
                     for e in range(tid, blocks[i, N_IN] * blocks[i, N_OUT], tpb):
-                        v64 = float(grads[wo + e])
+                        v64 = float64(grads[wo + e])
                         acc += v64 * v64
                     acc_b = 0.0
                     if bo >= 0:
                         for e in range(tid, blocks[i, N_OUT], tpb):
-                            v64 = float(grads[bo + e])
+                            v64 = float64(grads[bo + e])
                             acc_b += v64 * v64
                     buf[tid] = acc
                     buf2[tid] = acc_b
