@@ -164,30 +164,64 @@ def test_optimizer_steps(dtype, opt, size, inside):
     # elementwise updates in the same order of operations: equal to the last bit
     np.testing.assert_array_equal(out["cpu"][0], out["ref"][0])
     np.testing.assert_array_equal(out["cpu"][1], out["ref"][1])
+    # and so are the public per-optimizer steps
+    name = {codes.SGD: "sgd", codes.MOMENTUM: "momentum", codes.RMSPROP: "rmsprop", codes.ADAM: "adam"}[opt]
+    w, state = w0.copy(), state0.copy()
+    g = rand(np.random.default_rng(1), size, dtype)
+    args = {"sgd": (w, g, 0.01), "momentum": (w, g, state[0], 0.01, 0.9),
+            "rmsprop": (w, g, state[0], 0.01, 0.9, 1e-8, inside),
+            "adam": (w, g, state[0], state[1], 0.01, 0.9, 0.999, 1e-8, 1)}[name]
+    getattr(CPU.optim, f"{name}_step")(*args)
+    w_ref, state_ref = w0.copy(), state0.copy()
+    REF.optim.optimizer_step(opt, w_ref, g, state_ref, hp, 1)
+    np.testing.assert_array_equal(w, w_ref)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_parallel_optimizer_loops_equal_serial_ones(dtype):
-    """Buffers above PARALLEL_MIN_SIZE take the prange loops: same bits as the serial ones."""
+@pytest.mark.parametrize("opt", [codes.SGD, codes.MOMENTUM, codes.RMSPROP, codes.ADAM])
+def test_parallel_optimizer_loop_equals_the_serial_one(dtype, opt):
+    """Buffers above PARALLEL_MIN_SIZE take the prange loop: same bits as the serial one."""
     from nnumba.backends.cpu import optim
 
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(opt)
     n = 10007
-    one = dtype(1)
-    hp = [dtype(v) for v in (0.01, 0.9, 0.999, 1e-8, 0.5)]
     w, g, m, v = (rand(rng, n, dtype) for _ in range(4))
     v = np.abs(v)
-    cases = [("_sgd", (w, g, hp[0])), ("_momentum", (w, g, m, hp[0], hp[1], one)),
-             ("_rmsprop", (w, g, v, hp[0], hp[1], hp[3], True, one)),
-             ("_adam", (w, g, m, v, hp[0], hp[1], hp[2], hp[3], one))]
-    for name, args in cases:
-        serial = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
-        parallel = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
-        getattr(optim, name + "_serial")(*serial)
-        getattr(optim, name + "_parallel")(*parallel)
-        for a, b in zip(serial, parallel):
-            if isinstance(a, np.ndarray):
-                np.testing.assert_array_equal(a, b)
+    hp = np.array([0.01, 0.9, 0.999, 1e-8, 1.0])
+    results = []
+    for loop in (optim.step_serial, optim._step_parallel):
+        arrays = [a.copy() for a in (w, m, v)]
+        loop(opt, arrays[0], g, arrays[1], arrays[2], hp, 3)
+        results.append(arrays)
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("opt", [codes.SGD, codes.MOMENTUM, codes.RMSPROP, codes.ADAM])
+@pytest.mark.parametrize("n", [1, 3])
+def test_outer_product_step_equals_materialised_gradient(dtype, opt, n):
+    """The step that forms x^T dz on the fly equals the step on the materialised gradient."""
+    from nnumba.backends.cpu import _matmul, optim
+
+    rng = np.random.default_rng(n)
+    x, dz = rand(rng, (n, 7), dtype), rand(rng, (n, 5), dtype)
+    w0, state0 = rand(rng, 35, dtype), np.abs(rand(rng, (2, 35), dtype))
+    hp = np.array([0.01, 0.9, 0.999, 1e-8, 0.0])
+    for coef, clip in ((1.0, np.inf), (0.5, 0.01)):
+        g = np.empty((7, 5), dtype)
+        _matmul.matmul_tn(x, dz, g)
+        g = g.ravel()
+        CPU.gradients.clip_by_norm(g, 1.0, coef * (1.0 + 1e-6))
+        CPU.gradients.clip_by_value(g, clip)
+        w1, state1 = w0.copy(), state0.copy()
+        CPU.optim.optimizer_step(opt, w1, g, state1, hp, 2)
+        w2, state2 = w0.copy(), state0.copy()
+        s0 = state2[0] if opt != codes.SGD else w2
+        s1 = state2[1] if opt == codes.ADAM else w2
+        optim.outer_product_step(opt, w2, x, dz, coef, clip, s0, s1, hp, 2, np.empty(5, dtype))
+        np.testing.assert_array_equal(w1, w2)
+        np.testing.assert_array_equal(state1, state2)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

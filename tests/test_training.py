@@ -43,12 +43,13 @@ def test_bgd_sgd_minibatch_are_one_knob():
 @pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
 @pytest.mark.parametrize("loss", ["mse", "binary_cross_entropy", "cross_entropy"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_cpu_matches_reference(optimizer, loss, dtype):
+@pytest.mark.parametrize("batch_size", [3, 8])  # 3: the cpu path that never forms x^T dz
+def test_cpu_matches_reference(optimizer, loss, dtype, batch_size):
     X, y = toy_data(loss, n=37)
     weights = {}
     for backend in ("numpy", "cpu"):
         model = small_model(backend, dtype, loss=loss, optimizer=OPTIMIZERS[optimizer]())
-        model.fit(X, y, epochs=3, batch_size=8, clip_grad_norm=1.0)
+        model.fit(X, y, epochs=3, batch_size=batch_size, clip_grad_norm=1.0, clip_grad_value=0.05)
         weights[backend] = model.get_weights()
     rtol = 1e-4 if dtype == "float32" else 1e-11
     for a, r in zip(weights["cpu"], weights["numpy"]):
@@ -135,8 +136,9 @@ def test_history_records():
     assert "mse" not in h and small_model(loss="mse").fit(*toy_data("mse"), epochs=1).keys() == {"loss"}
 
 
-def test_grad_norms_are_the_weight_gradient_norms():
-    X, y = toy_data("mse", n=8)
+@pytest.mark.parametrize("n", [3, 8])
+def test_grad_norms_are_the_weight_gradient_norms(n):
+    X, y = toy_data("mse", n=n)
     model = small_model(loss="mse")
     grads = model.gradients(X, y)
     h = model.fit(X, y, epochs=1, batch_size=None)
@@ -144,22 +146,23 @@ def test_grad_norms_are_the_weight_gradient_norms():
                                rtol=1e-12)
 
 
-def test_divergence_stops_and_keeps_the_last_good_weights(host_backend):
+@pytest.mark.parametrize("batch_size", [2, 8])
+def test_divergence_stops_and_keeps_the_last_good_weights(host_backend, batch_size):
     X, y = toy_data("mse", n=40)
+    ipe = 40 // batch_size
     model = small_model(host_backend, act="relu", loss="mse", optimizer=nn.optim.SGD(lr=1e3))
-    snapshots = []
     with pytest.raises(nn.NonFiniteError) as info:
-        model.fit(X, y, epochs=50, batch_size=8, shuffle=False,
-                  callbacks=[lambda epoch, logs: snapshots.append(model.get_weights())])
+        model.fit(X, y, epochs=50, batch_size=batch_size, shuffle=False)
     err = info.value
-    assert isinstance(err, FloatingPointError) and err.epoch >= 1 and 1 <= err.iteration <= 5
+    assert isinstance(err, FloatingPointError) and err.epoch >= 1 and 1 <= err.iteration <= ipe
     assert f"epoch {err.epoch}, iteration {err.iteration}" in str(err)
-    assert model.optimizer.t == (err.epoch - 1) * 5 + err.iteration - 1
+    assert model.optimizer.t == (err.epoch - 1) * ipe + err.iteration - 1
     # replay: a fresh model stepped up to the failing iteration has the same weights
     replay = small_model(host_backend, act="relu", loss="mse", optimizer=nn.optim.SGD(lr=1e3))
+    b = batch_size
     for _ in range(model.optimizer.t):
-        k = replay.optimizer.t % 5
-        replay.train_step(X[8 * k:8 * k + 8], y[8 * k:8 * k + 8])
+        k = replay.optimizer.t % ipe
+        replay.train_step(X[b * k:b * k + b], y[b * k:b * k + b])
     for a, b in zip(model.get_weights(), replay.get_weights()):
         np.testing.assert_array_equal(a, b)
         assert np.all(np.isfinite(a))
@@ -249,3 +252,49 @@ def test_epochs_zero_trains_nothing():
     assert h.n_updates == 0 and h.epochs == 0
     for a, b in zip(before, model.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def big_model(backend, dtype, optimizer):
+    """Above OUTER_PRODUCT_MIN_PARAMS: batches of a few rows take the cpu path that
+    forms each weight gradient inside the optimizer's pass."""
+    from nnumba.backends.cpu._config import OUTER_PRODUCT_MIN_PARAMS
+
+    model = nn.Sequential([nn.Dense(5, 256), nn.Tanh(), nn.Dense(256, 256, bias=False), nn.ReLU(),
+                           nn.Dense(256, 3)], backend=backend, dtype=dtype, seed=0)
+    assert model.count_params() >= OUTER_PRODUCT_MIN_PARAMS
+    model.compile("cross_entropy", optimizer)
+    return model
+
+
+@pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_cpu_outer_product_path_matches_reference(optimizer, dtype):
+    X, y = toy_data("cross_entropy", n=13)
+    weights, norms = {}, {}
+    for backend in ("numpy", "cpu"):
+        model = big_model(backend, dtype, OPTIMIZERS[optimizer]())
+        h = model.fit(X, y, epochs=2, batch_size=3, clip_grad_norm=0.5, clip_grad_value=0.02,
+                      record_grad_norms="iteration")
+        weights[backend], norms[backend] = model.get_weights(), h.grad_norms_per_iteration
+    # float64 checks the arithmetic; in float32, Adam and RMSprop turn a rounding-level
+    # difference of a near-zero gradient into a step-sized one (g / sqrt(v) ~ sign(g)),
+    # so the bound there is a fraction of one step (lr = 0.01)
+    atol = 2e-4 if dtype == "float32" else 1e-13
+    for a, r in zip(weights["cpu"], weights["numpy"]):
+        np.testing.assert_allclose(a, r, rtol=1e-11, atol=atol)
+    np.testing.assert_allclose(norms["cpu"], norms["numpy"], rtol=1e-5 if dtype == "float32" else 1e-12)
+
+
+def test_cpu_outer_product_path_stops_on_divergence():
+    X, y = toy_data("cross_entropy", n=12)
+    model = big_model("cpu", "float32", nn.optim.SGD(lr=1e6))
+    with pytest.raises(nn.NonFiniteError) as info:
+        model.fit(X * 1e3, y, epochs=20, batch_size=2, shuffle=False)
+    replay = big_model("cpu", "float32", nn.optim.SGD(lr=1e6))
+    for _ in range(model.optimizer.t):
+        k = replay.optimizer.t % 6
+        replay.train_step(X[2 * k:2 * k + 2] * 1e3, y[2 * k:2 * k + 2])
+    for a, b in zip(model.get_weights(), replay.get_weights()):
+        np.testing.assert_array_equal(a, b)
+        assert np.all(np.isfinite(a))
+    assert info.value.iteration >= 1

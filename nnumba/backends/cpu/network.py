@@ -14,12 +14,13 @@ from numba import njit
 
 from ..codes import (ACT, B_OFF, COL, CROSS_ENTROPY, HAS_DENSE, N_IN, N_OUT, STAT_LOSS, STAT_NORMS,
                      W_OFF)
-from ._config import BLAS_THREADED_MIN_FLOPS, INLINE, KERNEL, SMALL_MATMUL_FLOPS
+from ._config import (BLAS_THREADED_MIN_FLOPS, INLINE, KERNEL, OUTER_PRODUCT_MAX_ROWS,
+                      OUTER_PRODUCT_MIN_PARAMS, SMALL_MATMUL_FLOPS)
 from .activations import activation_backward, activation_forward
-from .dense import dense_backward, dense_backward_input, dense_forward
+from .dense import column_sums, dense_backward, dense_backward_input, dense_forward
 from .gradients import clip_by_norm, clip_by_value, sum_of_squares
 from .losses import loss_forward_backward
-from .optim import optimizer_step
+from .optim import optimizer_step, outer_product_step, state_rows, step_serial
 
 
 @njit(**INLINE)
@@ -77,6 +78,13 @@ def forward(blocks, alphas, params, x, acts):
 def backward(blocks, alphas, params, grads, x, acts, deltas):
     """Back-propagate: on entry the last block's view of deltas holds dL/d(output);
     on return grads holds dL/dparams (deltas is used as scratch)."""
+    _backward(blocks, alphas, params, grads, x, acts, deltas, True)
+
+
+@njit(**KERNEL)
+def _backward(blocks, alphas, params, grads, x, acts, deltas, weight_grads):
+    """backward; with weight_grads False the weight gradients x^T dz are not formed
+    (each block's view of deltas keeps its dz = dL/d(pre-activation) for the caller)."""
     rows, n = workspace_rows(blocks, acts), x.shape[0]
     last = blocks.shape[0] - 1
     y = block_view(blocks, last, acts, rows, n)
@@ -85,14 +93,17 @@ def backward(blocks, alphas, params, grads, x, acts, deltas):
         # block i - 1's views, carried over as block i's input and input gradient
         inp = x if i == 0 else block_view(blocks, i - 1, acts, rows, n)
         dinp = dy if i == 0 else block_view(blocks, i - 1, deltas, rows, n)
-        if blocks[i, HAS_DENSE]:
+        if blocks[i, HAS_DENSE] and weight_grads:
             dense_backward(inp, y, blocks[i, ACT], alphas[i], dy,
                            weight_view(blocks, i, grads), bias_view(blocks, i, grads))
-            if i > 0:
-                dense_backward_input(dy, weight_view(blocks, i, params), dinp)
         else:
             activation_backward(blocks[i, ACT], alphas[i], y, dy)
-            if i > 0:
+            if blocks[i, HAS_DENSE] and blocks[i, B_OFF] >= 0:
+                column_sums(dy, bias_view(blocks, i, grads))
+        if i > 0:
+            if blocks[i, HAS_DENSE]:
+                dense_backward_input(dy, weight_view(blocks, i, params), dinp)
+            else:
                 dinp[:, :] = dy
         y, dy = inp, dinp
 
@@ -123,6 +134,75 @@ def gradient_norms(blocks, grads, stats_row, scratch):
             total += scratch[0]
             k += 1
     return np.sqrt(total)
+
+
+@njit(**INLINE)
+def dot64(a, b):
+    """a . b accumulated in float64."""
+    acc = 0.0
+    for i in range(a.shape[0]):
+        acc += np.float64(a[i]) * np.float64(b[i])
+    return acc
+
+
+@njit(**KERNEL)
+def outer_gradient_norms(blocks, grads, x, acts, deltas, stats_row, scratch):
+    """gradient_norms for a batch whose weight gradients dW = x^T dz were not formed:
+    ||x^T dz||^2 = sum_{r,s} (x_r . x_s)(dz_r . dz_s) over the n rows, in float64.
+
+    Returns inf also when a weight gradient might overflow the data's dtype (its
+    elements are bounded by sum_r ||x_r|| ||dz_r||), as summing its squares would.
+    """
+    rows, n = workspace_rows(blocks, acts), x.shape[0]
+    big = np.finfo(acts.dtype).max
+    k = 0
+    total = 0.0
+    inp = x
+    for i in range(blocks.shape[0]):
+        out = block_view(blocks, i, deltas, rows, n)
+        if blocks[i, HAS_DENSE]:
+            sq, bound = 0.0, 0.0
+            for r in range(n):
+                for s in range(r + 1):
+                    xx, dd = dot64(inp[r], inp[s]), dot64(out[r], out[s])
+                    sq += xx * dd if r == s else 2.0 * xx * dd
+                    if r == s:
+                        bound += np.sqrt(xx * dd)
+            stats_row[k] = np.sqrt(sq)
+            sum_of_squares(bias_view(blocks, i, grads), scratch)
+            total += sq + scratch[0] + (np.inf if bound >= big else 0.0)
+            k += 1
+        inp = block_view(blocks, i, acts, rows, n)
+    return np.sqrt(total)
+
+
+@njit(**KERNEL)
+def outer_steps(blocks, params, grads, x, acts, deltas, opt, state, hp, t, norm, clip_norm,
+                clip_value):
+    """The optimizer step of a batch whose weight gradients were not formed: each W from
+    its block's input and dz (``optim.outer_product_step``), each b from grads, both
+    clipped as ``clip_by_norm`` and ``clip_by_value`` would."""
+    rows, n = workspace_rows(blocks, acts), x.shape[0]
+    coef = clip_norm / (norm + 1e-6) if math.isfinite(clip_norm) else 1.0
+    inp = x
+    for i in range(blocks.shape[0]):
+        if blocks[i, HAS_DENSE]:
+            w = weight_slice(blocks, i, params)
+            off = blocks[i, W_OFF]
+            s0, s1 = state_rows(opt, w, state, off, off + w.shape[0])
+            # the first row of this W's gradient buffer, unused here, holds each row of x^T dz
+            outer_product_step(opt, w, inp, block_view(blocks, i, deltas, rows, n), coef,
+                               clip_value, s0, s1, hp, t, grads[off:off + blocks[i, N_OUT]])
+            off = blocks[i, B_OFF]
+            if off >= 0:
+                b, gb = bias_view(blocks, i, params), bias_view(blocks, i, grads)
+                if math.isfinite(clip_norm):
+                    clip_by_norm(gb, norm, clip_norm)
+                if math.isfinite(clip_value):
+                    clip_by_value(gb, clip_value)
+                s0, s1 = state_rows(opt, b, state, off, off + b.shape[0])
+                step_serial(opt, b, gb, s0, s1, hp, t)
+        inp = block_view(blocks, i, acts, rows, n)
 
 
 @njit(**KERNEL)
@@ -179,6 +259,8 @@ def _train_batches(blocks, alphas, params, grads, loss, X, T, labels, order, n_r
                    first, n_iter, opt, state, hp, t, clip_norm, clip_value, xb, tb, lb, acts, deltas,
                    stats):
     scratch = np.zeros(1)
+    rows, last = workspace_rows(blocks, acts), blocks.shape[0] - 1
+    outer = params.shape[0] >= OUTER_PRODUCT_MIN_PARAMS
     for j in range(n_iter):
         start = (first + j) * batch_size
         n = min(batch_size, n_rows - start)
@@ -190,14 +272,28 @@ def _train_batches(blocks, alphas, params, grads, loss, X, T, labels, order, n_r
         else:
             gather_rows(T, index, tb[:n])
         row = stats[j]
-        loss_and_gradients(blocks, alphas, params, grads, loss, x, tb[:n], lb[:n], acts, deltas,
-                           row[STAT_LOSS:])
-        norm = gradient_norms(blocks, grads, row[STAT_NORMS:], scratch)
-        if not (math.isfinite(row[STAT_LOSS]) and math.isfinite(norm)):
-            return j
-        if math.isfinite(clip_norm):
-            clip_by_norm(grads, norm, clip_norm)
-        if math.isfinite(clip_value):
-            clip_by_value(grads, clip_value)
-        optimizer_step(opt, params, grads, state, hp, t + j + 1)
+        step = t + j + 1
+        if not (outer and n <= OUTER_PRODUCT_MAX_ROWS):
+            loss_and_gradients(blocks, alphas, params, grads, loss, x, tb[:n], lb[:n], acts,
+                               deltas, row[STAT_LOSS:])
+            norm = gradient_norms(blocks, grads, row[STAT_NORMS:], scratch)
+            if not (math.isfinite(row[STAT_LOSS]) and math.isfinite(norm)):
+                return j
+            if math.isfinite(clip_norm):
+                clip_by_norm(grads, norm, clip_norm)
+            if math.isfinite(clip_value):
+                clip_by_value(grads, clip_value)
+            optimizer_step(opt, params, grads, state, hp, step)
+        else:
+            # a batch of a few rows: each weight gradient x^T dz is formed inside the
+            # optimizer's pass over W instead of being written out and read back twice
+            forward(blocks, alphas, params, x, acts)
+            loss_forward_backward(loss, block_view(blocks, last, acts, rows, n), tb[:n], lb[:n],
+                                  block_view(blocks, last, deltas, rows, n), row[STAT_LOSS:])
+            _backward(blocks, alphas, params, grads, x, acts, deltas, False)
+            norm = outer_gradient_norms(blocks, grads, x, acts, deltas, row[STAT_NORMS:], scratch)
+            if not (math.isfinite(row[STAT_LOSS]) and math.isfinite(norm)):
+                return j
+            outer_steps(blocks, params, grads, x, acts, deltas, opt, state, hp, step, norm,
+                        clip_norm, clip_value)
     return n_iter

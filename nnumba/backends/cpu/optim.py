@@ -5,124 +5,16 @@ step is one pass over memory: every element's gradient, state and parameter
 are read once and written once. Called from Python, buffers of at least
 PARALLEL_MIN_SIZE elements are split across all cores (prange); the split is
 by element, so the result is the same bit for bit as the serial loop.
+
+``outer_product_step`` updates a weight matrix whose gradient x^T dz of a few
+rows is formed one row at a time as it goes, so that gradient is never written
+to memory.
 """
 import numpy as np
 from numba import njit, prange
 
-from ..codes import ADAM, HP_BETA1, HP_BETA2, HP_EPS, HP_EPS_INSIDE, HP_LR, MOMENTUM, RMSPROP, SGD
+from ..codes import ADAM, HP_BETA1, HP_BETA2, HP_EPS, HP_EPS_INSIDE, HP_LR, MOMENTUM, N_HP, RMSPROP, SGD
 from ._config import INLINE, KERNEL, PARALLEL, PARALLEL_MIN_SIZE
-
-
-# One element of each update; inlined into a serial and a parallel loop.
-
-@njit(**INLINE)
-def _sgd(i, w, g, lr):
-    w[i] -= lr * g[i]
-
-
-@njit(**INLINE)
-def _momentum(i, w, g, v, lr, beta, one):
-    v[i] = beta * v[i] + (one - beta) * g[i]
-    w[i] -= lr * v[i]
-
-
-@njit(**INLINE)
-def _rmsprop(i, w, g, s, lr, beta, eps, inside, one):
-    gi = g[i]
-    s[i] = beta * s[i] + (one - beta) * gi * gi
-    if inside:
-        w[i] -= lr * gi / np.sqrt(s[i] + eps)
-    else:
-        w[i] -= lr * gi / (np.sqrt(s[i]) + eps)
-
-
-@njit(**INLINE)
-def _adam(i, w, g, m, v, step_size, beta1, beta2, eps_hat, one):
-    gi = g[i]
-    m[i] = beta1 * m[i] + (one - beta1) * gi
-    v[i] = beta2 * v[i] + (one - beta2) * gi * gi
-    w[i] -= step_size * m[i] / (np.sqrt(v[i]) + eps_hat)
-
-
-@njit(**KERNEL)
-def _sgd_serial(w, g, lr):
-    for i in range(w.shape[0]):
-        _sgd(i, w, g, lr)
-
-
-@njit(**PARALLEL)
-def _sgd_parallel(w, g, lr):
-    for i in prange(w.shape[0]):
-        _sgd(i, w, g, lr)
-
-
-@njit(**KERNEL)
-def _momentum_serial(w, g, v, lr, beta, one):
-    for i in range(w.shape[0]):
-        _momentum(i, w, g, v, lr, beta, one)
-
-
-@njit(**PARALLEL)
-def _momentum_parallel(w, g, v, lr, beta, one):
-    for i in prange(w.shape[0]):
-        _momentum(i, w, g, v, lr, beta, one)
-
-
-@njit(**KERNEL)
-def _rmsprop_serial(w, g, s, lr, beta, eps, inside, one):
-    for i in range(w.shape[0]):
-        _rmsprop(i, w, g, s, lr, beta, eps, inside, one)
-
-
-@njit(**PARALLEL)
-def _rmsprop_parallel(w, g, s, lr, beta, eps, inside, one):
-    for i in prange(w.shape[0]):
-        _rmsprop(i, w, g, s, lr, beta, eps, inside, one)
-
-
-@njit(**KERNEL)
-def _adam_serial(w, g, m, v, step_size, beta1, beta2, eps_hat, one):
-    for i in range(w.shape[0]):
-        _adam(i, w, g, m, v, step_size, beta1, beta2, eps_hat, one)
-
-
-@njit(**PARALLEL)
-def _adam_parallel(w, g, m, v, step_size, beta1, beta2, eps_hat, one):
-    for i in prange(w.shape[0]):
-        _adam(i, w, g, m, v, step_size, beta1, beta2, eps_hat, one)
-
-
-def _parallel(w):
-    return w.shape[0] >= PARALLEL_MIN_SIZE
-
-
-# The public steps are plain Python: they pick the serial or the parallel loop.
-# Jitted code (optimizer_step, the training loop) calls only the serial loops:
-# a cached @njit function that calls a parallel=True one can crash when loaded
-# from Numba's cache in another process (numba issues 8578 and 10128), and
-# inside the training loop parallel threads compete with BLAS's anyway.
-
-def sgd_step(w, g, lr):
-    lr = w.dtype.type(lr)
-    (_sgd_parallel if _parallel(w) else _sgd_serial)(w, g, lr)
-
-
-def momentum_step(w, g, v, lr, beta):
-    dt = w.dtype.type
-    (_momentum_parallel if _parallel(w) else _momentum_serial)(w, g, v, dt(lr), dt(beta), dt(1))
-
-
-def rmsprop_step(w, g, s, lr, beta, eps, eps_inside_sqrt):
-    dt = w.dtype.type
-    (_rmsprop_parallel if _parallel(w) else _rmsprop_serial)(w, g, s, dt(lr), dt(beta), dt(eps),
-                                                             bool(eps_inside_sqrt), dt(1))
-
-
-def adam_step(w, g, m, v, lr, beta1, beta2, eps, t):
-    dt = w.dtype.type
-    step_size, eps_hat = adam_bias_corrections(lr, beta1, beta2, eps, t)
-    (_adam_parallel if _parallel(w) else _adam_serial)(w, g, m, v, dt(step_size), dt(beta1),
-                                                       dt(beta2), dt(eps_hat), dt(1))
 
 
 @njit(**KERNEL)
@@ -133,16 +25,158 @@ def adam_bias_corrections(lr, beta1, beta2, eps, t):
 
 
 @njit(**KERNEL)
+def constants(w, hp, t):
+    """The hyperparameters of step t in w's dtype: (lr, beta1, beta2, eps, eps inside the
+    square root, Adam's lr_t, Adam's eps_t, 1)."""
+    dt = w.dtype.type
+    step_size, eps_hat = adam_bias_corrections(hp[HP_LR], hp[HP_BETA1], hp[HP_BETA2], hp[HP_EPS], t)
+    return (dt(hp[HP_LR]), dt(hp[HP_BETA1]), dt(hp[HP_BETA2]), dt(hp[HP_EPS]),
+            hp[HP_EPS_INSIDE] != 0, dt(step_size), dt(eps_hat), dt(1))
+
+
+# One element of each rule, from the gradient value gi; inlined into the loops below.
+
+@njit(**INLINE)
+def _sgd(i, w, gi, lr):
+    w[i] -= lr * gi
+
+
+@njit(**INLINE)
+def _momentum(i, w, gi, v, lr, beta, one):
+    v[i] = beta * v[i] + (one - beta) * gi
+    w[i] -= lr * v[i]
+
+
+@njit(**INLINE)
+def _rmsprop(i, w, gi, s, lr, beta, eps, inside, one):
+    s[i] = beta * s[i] + (one - beta) * gi * gi
+    if inside:
+        w[i] -= lr * gi / np.sqrt(s[i] + eps)
+    else:
+        w[i] -= lr * gi / (np.sqrt(s[i]) + eps)
+
+
+@njit(**INLINE)
+def _adam(i, w, gi, m, v, step_size, beta1, beta2, eps_hat, one):
+    m[i] = beta1 * m[i] + (one - beta1) * gi
+    v[i] = beta2 * v[i] + (one - beta2) * gi * gi
+    w[i] -= step_size * m[i] / (np.sqrt(v[i]) + eps_hat)
+
+
+# The loops take the float64 hyperparameters and convert them themselves (a tuple
+# of float32 constants made in jitted code would come back to Python as float64).
+# One loop per rule, the branch outside it, so that each loop vectorises; s0, s1
+# are the state rows a rule uses (Momentum: v; RMSprop: s; Adam: m, v), w where none.
+
+@njit(**KERNEL)
+def step_serial(opt, w, g, s0, s1, hp, t):
+    _loops(opt, w, g, s0, s1, constants(w, hp, t))
+
+
+@njit(**KERNEL)
+def _loops(opt, w, g, s0, s1, c):
+    lr, beta1, beta2, eps, inside, step_size, eps_hat, one = c
+    if opt == SGD:
+        for i in range(w.shape[0]):
+            _sgd(i, w, g[i], lr)
+    elif opt == MOMENTUM:
+        for i in range(w.shape[0]):
+            _momentum(i, w, g[i], s0, lr, beta1, one)
+    elif opt == RMSPROP:
+        for i in range(w.shape[0]):
+            _rmsprop(i, w, g[i], s0, lr, beta1, eps, inside, one)
+    elif opt == ADAM:
+        for i in range(w.shape[0]):
+            _adam(i, w, g[i], s0, s1, step_size, beta1, beta2, eps_hat, one)
+
+
+@njit(**PARALLEL)
+def _step_parallel(opt, w, g, s0, s1, hp, t):
+    lr, beta1, beta2, eps, inside, step_size, eps_hat, one = constants(w, hp, t)
+    if opt == SGD:
+        for i in prange(w.shape[0]):
+            _sgd(i, w, g[i], lr)
+    elif opt == MOMENTUM:
+        for i in prange(w.shape[0]):
+            _momentum(i, w, g[i], s0, lr, beta1, one)
+    elif opt == RMSPROP:
+        for i in prange(w.shape[0]):
+            _rmsprop(i, w, g[i], s0, lr, beta1, eps, inside, one)
+    elif opt == ADAM:
+        for i in prange(w.shape[0]):
+            _adam(i, w, g[i], s0, s1, step_size, beta1, beta2, eps_hat, one)
+
+
+def _step(opt, w, g, s0, s1, lr, beta1=0.0, beta2=0.0, eps=0.0, inside=False, t=1):
+    hp = np.zeros(N_HP)
+    hp[[HP_LR, HP_BETA1, HP_BETA2, HP_EPS, HP_EPS_INSIDE]] = lr, beta1, beta2, eps, inside
+    loop = _step_parallel if w.shape[0] >= PARALLEL_MIN_SIZE else step_serial
+    loop(opt, w, g, s0, s1, hp, t)
+
+
+# The public steps are plain Python: they pick the serial or the parallel loop.
+# Jitted code (optimizer_step, the training loop) calls only the serial loops:
+# a cached @njit function that calls a parallel=True one can crash when loaded
+# from Numba's cache in another process (numba issues 8578 and 10128), and
+# inside the training loop parallel threads compete with BLAS's anyway.
+
+def sgd_step(w, g, lr):
+    _step(SGD, w, g, w, w, lr)
+
+
+def momentum_step(w, g, v, lr, beta):
+    _step(MOMENTUM, w, g, v, w, lr, beta)
+
+
+def rmsprop_step(w, g, s, lr, beta, eps, eps_inside_sqrt):
+    _step(RMSPROP, w, g, s, w, lr, beta, eps=eps, inside=eps_inside_sqrt)
+
+
+def adam_step(w, g, m, v, lr, beta1, beta2, eps, t):
+    _step(ADAM, w, g, m, v, lr, beta1, beta2, eps, t=t)
+
+
+@njit(**INLINE)
+def state_rows(opt, w, state, start, stop):
+    """The state rows of parameters start:stop that optimizer ``opt`` uses (w where none)."""
+    s0 = state[0, start:stop] if opt != SGD else w
+    s1 = state[1, start:stop] if opt == ADAM else w
+    return s0, s1
+
+
+@njit(**KERNEL)
 def optimizer_step(opt, w, g, state, hp, t):
     """One step of the optimizer with code ``opt`` (see the reference twin), serial."""
-    dt = w.dtype.type
-    one, lr, beta1, beta2, eps = dt(1), dt(hp[HP_LR]), dt(hp[HP_BETA1]), dt(hp[HP_BETA2]), dt(hp[HP_EPS])
-    if opt == SGD:
-        _sgd_serial(w, g, lr)
-    elif opt == MOMENTUM:
-        _momentum_serial(w, g, state[0], lr, beta1, one)
-    elif opt == RMSPROP:
-        _rmsprop_serial(w, g, state[0], lr, beta1, eps, hp[HP_EPS_INSIDE] != 0, one)
-    elif opt == ADAM:
-        step_size, eps_hat = adam_bias_corrections(hp[HP_LR], hp[HP_BETA1], hp[HP_BETA2], hp[HP_EPS], t)
-        _adam_serial(w, g, state[0], state[1], dt(step_size), beta1, beta2, dt(eps_hat), one)
+    s0, s1 = state_rows(opt, w, state, 0, w.shape[0])
+    step_serial(opt, w, g, s0, s1, hp, t)
+
+
+@njit(**KERNEL)
+def outer_product_step(opt, w, x, dz, coef, clip_value, s0, s1, hp, t, row):
+    """One step of w (flat, n_in x n_out row-major) whose gradient is x^T dz, with
+    x: (n, n_in) and dz: (n, n_out). Each row of the gradient is formed in ``row``
+    (n_out elements, so it stays in the L1 cache) in the order of ``matmul_tn``'s
+    loop, scaled by ``coef`` (clipping by norm, when below 1), clamped to
+    +-clip_value (when finite), then used by the step of that row of w."""
+    c = constants(w, hp, t)
+    n, n_in = x.shape
+    n_out = dz.shape[1]
+    k = w.dtype.type(coef)
+    clamp = np.isfinite(clip_value)
+    limit = w.dtype.type(clip_value) if clamp else w.dtype.type(0)
+    for p in range(n_in):
+        a = x[0, p]
+        for j in range(n_out):
+            row[j] = a * dz[0, j]
+        for r in range(1, n):
+            a = x[r, p]
+            for j in range(n_out):
+                row[j] += a * dz[r, j]
+        if coef < 1.0:
+            for j in range(n_out):
+                row[j] *= k
+        if clamp:
+            for j in range(n_out):
+                row[j] = min(max(row[j], -limit), limit)
+        lo, hi = p * n_out, (p + 1) * n_out
+        _loops(opt, w[lo:hi], row, s0[lo:hi], s1[lo:hi], c)
