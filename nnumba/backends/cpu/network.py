@@ -273,27 +273,29 @@ def _train_batches(blocks, alphas, params, grads, loss, X, T, labels, order, n_r
             gather_rows(T, index, tb[:n])
         row = stats[j]
         step = t + j + 1
-        if not (outer and n <= OUTER_PRODUCT_MAX_ROWS):
+        if n > OUTER_PRODUCT_MAX_ROWS:
             loss_and_gradients(blocks, alphas, params, grads, loss, x, tb[:n], lb[:n], acts,
                                deltas, row[STAT_LOSS:])
             norm = gradient_norms(blocks, grads, row[STAT_NORMS:], scratch)
-            if not (math.isfinite(row[STAT_LOSS]) and math.isfinite(norm)):
-                return j
+        else:
+            # a batch of a few rows: the weight-gradient norms come from the Gram identity
+            # (O(n_in + n_out) per row pair instead of a pass over n_in x n_out), and in a
+            # large network the weight gradients x^T dz are not even written: the step
+            # forms them row by row as it goes (see OUTER_PRODUCT_MIN_PARAMS)
+            forward(blocks, alphas, params, x, acts)
+            loss_forward_backward(loss, block_view(blocks, last, acts, rows, n), tb[:n], lb[:n],
+                                  block_view(blocks, last, deltas, rows, n), row[STAT_LOSS:])
+            _backward(blocks, alphas, params, grads, x, acts, deltas, not outer)
+            norm = outer_gradient_norms(blocks, grads, x, acts, deltas, row[STAT_NORMS:], scratch)
+        if not (math.isfinite(row[STAT_LOSS]) and math.isfinite(norm)):
+            return j
+        if outer and n <= OUTER_PRODUCT_MAX_ROWS:
+            outer_steps(blocks, params, grads, x, acts, deltas, opt, state, hp, step, norm,
+                        clip_norm, clip_value)
+        else:
             if math.isfinite(clip_norm):
                 clip_by_norm(grads, norm, clip_norm)
             if math.isfinite(clip_value):
                 clip_by_value(grads, clip_value)
             optimizer_step(opt, params, grads, state, hp, step)
-        else:
-            # a batch of a few rows: each weight gradient x^T dz is formed inside the
-            # optimizer's pass over W instead of being written out and read back twice
-            forward(blocks, alphas, params, x, acts)
-            loss_forward_backward(loss, block_view(blocks, last, acts, rows, n), tb[:n], lb[:n],
-                                  block_view(blocks, last, deltas, rows, n), row[STAT_LOSS:])
-            _backward(blocks, alphas, params, grads, x, acts, deltas, False)
-            norm = outer_gradient_norms(blocks, grads, x, acts, deltas, row[STAT_NORMS:], scratch)
-            if not (math.isfinite(row[STAT_LOSS]) and math.isfinite(norm)):
-                return j
-            outer_steps(blocks, params, grads, x, acts, deltas, opt, state, hp, step, norm,
-                        clip_norm, clip_value)
     return n_iter
