@@ -6,60 +6,29 @@ Launch sizes and tiles are patched small (8 threads per block, 8 x 8 tiles,
 edges, grid-stride loops, split-K and both tile configurations are exercised.
 A few tests run only on a real GPU, with the default (full-size) launch sizes.
 """
-import os
+from cuda_setup import DEFAULTS, SIMULATOR, SMALL, cfg, cuda, small_launches  # noqa: F401 (sets up numba.cuda)
 
-os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
+import importlib.util
 
-import importlib.util  # noqa: E402
-import sys  # noqa: E402
+import numpy as np
+import pytest
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-cuda = pytest.importorskip("numba.cuda")
-if not cuda.is_available():
-    pytest.skip("no CUDA GPU, and numba.cuda was imported without the simulator",
-                allow_module_level=True)
-
-from nnumba.backends import codes  # noqa: E402
-from nnumba.backends.cuda import _config as cfg  # noqa: E402
-from nnumba.backends.cuda import (activations, dense, gradients, losses, memory, network,  # noqa: E402
+from nnumba.backends import codes
+from nnumba.backends.cuda import (activations, dense, gradients, losses, memory, network,
                                   optim)
-from nnumba.backends.reference import activations as ref_act  # noqa: E402
-from nnumba.backends.reference import dense as ref_dense  # noqa: E402
-from nnumba.backends.reference import gradients as ref_grad  # noqa: E402
-from nnumba.backends.reference import losses as ref_loss  # noqa: E402
-from nnumba.backends.reference import network as ref_net  # noqa: E402
-from nnumba.backends.reference import optim as ref_optim  # noqa: E402
-from nnumba.layers import Dense, LeakyReLU, ReLU, Sigmoid, Tanh  # noqa: E402
-from nnumba.plan import Plan  # noqa: E402
+from nnumba.backends.reference import activations as ref_act
+from nnumba.backends.reference import dense as ref_dense
+from nnumba.backends.reference import gradients as ref_grad
+from nnumba.backends.reference import losses as ref_loss
+from nnumba.backends.reference import network as ref_net
+from nnumba.backends.reference import optim as ref_optim
+from nnumba.layers import Dense, LeakyReLU, ReLU, Sigmoid, Tanh
+from nnumba.plan import Plan
 
 pytestmark = pytest.mark.cuda
-SIMULATOR = cfg.SIMULATOR
 DTYPES = [np.float64, np.float32]
 ACTS = [codes.IDENTITY, codes.SIGMOID, codes.TANH, codes.RELU, codes.LEAKY_RELU]
-TPB = 8
-
-# Small launch sizes: every kernel's partial blocks, tile edges and grid-stride loops run.
-SMALL = dict(TPB=TPB, MAX_BLOCKS=3, REDUCE_TPB=8, REDUCE_BLOCKS=3, COLSUM_TX=4, COLSUM_TY=4,
-             CE_TPB=4, GEMM_TILE=(8, 8, 4, 2, 2), GEMM_TILE_SMALL=(4, 8, 2, 2, 4),
-             GEMM_MIN_BLOCKS=4, SPLIT_K_MIN_K=4, SPLIT_K_MAX=3, FUSED_TPB=16, FUSED_ROWS=2)
-
-
-DEFAULTS = {name: getattr(cfg, name) for name in SMALL}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def small_launches():
-    patch = pytest.MonkeyPatch()
-    for name, value in SMALL.items():
-        patch.setattr(cfg, name, value)
-    # the simulator runs each CUDA thread as a Python thread: switch between them often
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-4)
-    yield
-    sys.setswitchinterval(interval)
-    patch.undo()
+TPB = SMALL["TPB"]
 
 
 def tol(dtype):

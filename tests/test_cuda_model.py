@@ -5,48 +5,20 @@ with launch sizes patched small; both training paths (per-layer kernels and the
 single-block loop) are compared with the cpu backend for every optimizer and
 every loss: float64 to 1e-10 relative, float32 to 1e-5.
 """
-import os
+from cuda_setup import DEFAULTS, SIMULATOR, SMALL, cfg, cuda, small_launches  # noqa: F401 (sets up numba.cuda)
 
-os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
+import importlib.util
+import io
+from contextlib import redirect_stdout
+from pathlib import Path
 
-import importlib.util  # noqa: E402
-import io  # noqa: E402
-import sys  # noqa: E402
-from contextlib import redirect_stdout  # noqa: E402
-from pathlib import Path  # noqa: E402
+import numpy as np
+import pytest
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-cuda = pytest.importorskip("numba.cuda")
-if not cuda.is_available():
-    pytest.skip("no CUDA GPU, and numba.cuda was imported without the simulator",
-                allow_module_level=True)
-
-import nnumba as nn  # noqa: E402
-from nnumba.backends.cuda import _config as cfg  # noqa: E402
+import nnumba as nn
 
 pytestmark = pytest.mark.cuda
-SIMULATOR = cfg.SIMULATOR
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = dict(TPB=8, MAX_BLOCKS=3, REDUCE_TPB=8, REDUCE_BLOCKS=3, COLSUM_TX=4, COLSUM_TY=4,
-             CE_TPB=4, GEMM_TILE=(8, 8, 4, 2, 2), GEMM_TILE_SMALL=(4, 8, 2, 2, 4),
-             GEMM_MIN_BLOCKS=4, SPLIT_K_MIN_K=4, SPLIT_K_MAX=3, FUSED_TPB=16, FUSED_ROWS=2)
-
-
-DEFAULTS = {name: getattr(cfg, name) for name in SMALL}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def small_launches():
-    patch = pytest.MonkeyPatch()
-    for name, value in SMALL.items():
-        patch.setattr(cfg, name, value)
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-4)  # the simulator's threads are Python threads
-    yield
-    sys.setswitchinterval(interval)
-    patch.undo()
 
 
 OPTIMIZERS = {
