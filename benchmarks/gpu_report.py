@@ -353,7 +353,7 @@ def main(argv=None):
     try:
         if not args.skip_tests:
             log("\n## 1. CUDA tests on the GPU")
-            run_tests(timeout=180)
+            run_tests(timeout=240)
             log(f"    [{time.perf_counter() - started:.0f} s so far]")
         if args.quick:
             tiles = [(8, 8, 4, 2, 2, 1)] if cfg.SIMULATOR else TILES[:2]

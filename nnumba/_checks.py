@@ -75,7 +75,11 @@ def array_2d(X, name, n_features=None, expected_by=None, dtype=None):
 
 def finite(a, name):
     """Refuse NaN or inf, saying which and where the first one is."""
-    if np.issubdtype(a.dtype, np.floating):
+    if np.issubdtype(a.dtype, np.floating) and a.size:
+        # min and max propagate NaN and show inf, with no temporary array: the check
+        # of a large data set costs two reads of it, not a boolean copy of it
+        if np.isfinite(a.min()) and np.isfinite(a.max()):
+            return
         bad = ~np.isfinite(a)
         if bad.any():
             n_nan = int(np.isnan(a).sum())
