@@ -60,8 +60,16 @@ else:
 LR = {"sgd": 0.01, "adam": 1e-3}
 # Seconds to wait before each timed run: threads of the implementation timed just
 # before (OpenMP, BLAS) spin for a while after their work, and on 2 cores they
-# would slow down whichever implementation runs next.
+# would slow down whichever implementation runs next. The wait is a busy one: a
+# sleeping virtual CPU comes back slowly (measured: a 1 s sleep before an epoch
+# made it up to 2x slower).
 SETTLE = 0.2
+
+
+def settle():
+    end = time.perf_counter() + SETTLE
+    while time.perf_counter() < end:
+        pass
 BETA1, BETA2, EPS = 0.9, 0.999, 1e-8
 ADAM_SIZE, ADAM_SIZE_QUICK = 10_000_000, 1_000_000
 GEMM_BATCH = 256
@@ -131,7 +139,7 @@ class NnumbaEpoch:
 
     def run(self, with_loss):
         net = common.build_model(*self.args)
-        time.sleep(SETTLE)
+        settle()
         start = time.perf_counter()
         net.fit(self.X, self.y, epochs=1, batch_size=self.batch, shuffle=False)
         seconds = time.perf_counter() - start
@@ -191,7 +199,7 @@ def worker_main():
         net = make_net(s["model"], s["weights"])
         opt = make_opt(s["optimizer"], net.parameters())
         X, y, batch = s["X"], s["y"], s["batch"]
-        time.sleep(SETTLE)
+        settle()
         start = time.perf_counter()
         for i in range(0, n_rows, batch):
             opt.zero_grad()
@@ -236,7 +244,7 @@ def worker_main():
             state.update(p=p, opt=opt)
             send({"mode": mode})
         elif cmd == "adam_step":
-            time.sleep(SETTLE)
+            settle()
             start = time.perf_counter()
             state["opt"].step()
             send({"seconds": time.perf_counter() - start})
@@ -374,13 +382,13 @@ def section_adam(args, torch_worker, results):
     cpu.adam_step(w_cpu, g, m_cpu, v_cpu, LR["adam"], BETA1, BETA2, EPS, 1)
     times = {"numpy": [], "torch": [], "cpu": []}
     for t in range(2, args.repeats + 2):
-        time.sleep(SETTLE)
+        settle()
         start = time.perf_counter()
         m_np, v_np = textbook_adam(w_np, g, m_np, v_np, t)
         times["numpy"].append(time.perf_counter() - start)
         if torch_worker is not None:
             times["torch"].append(torch_worker.ask("adam_step")["seconds"])
-        time.sleep(SETTLE)
+        settle()
         start = time.perf_counter()
         cpu.adam_step(w_cpu, g, m_cpu, v_cpu, LR["adam"], BETA1, BETA2, EPS, t)
         times["cpu"].append(time.perf_counter() - start)
@@ -441,7 +449,7 @@ class BlasEpoch:
     def run(self, with_loss):
         clock = time.perf_counter
         spent = [0.0] * len(self.products)
-        time.sleep(SETTLE)
+        settle()
         start = clock()
         for _ in range(self.n_batches):
             for j, (_, a, b, c) in enumerate(self.products):
