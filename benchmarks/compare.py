@@ -323,7 +323,9 @@ def section_training(args, torch_worker, results):
     for label, model, optimizer, batch, n_full, n_quick in WORKLOADS:
         n = n_quick if args.quick else n_full
         X, y = workload_data(model, n)
-        warm = min(n, max(4 * batch, 64))
+        # a whole epoch of warm-up: the first seconds after large arrays are allocated
+        # run slow on this virtual machine (measured: 350-460 ms epochs, then 175 ms)
+        warm = n
         impls = {b: NnumbaEpoch(b, model, optimizer, batch, X, y, warm) for b in ("numpy", "cpu")}
         if model == "cifar" and batch == GEMM_BATCH:
             impls["blas"] = BlasEpoch(n)
