@@ -100,6 +100,9 @@ def train(args):
           f"{X_train.shape[1]} features")
     print(model.summary())
     print(f"loss {args.loss}, optimizer {model.optimizer!r}")
+    if args.backend != "numpy":
+        print("(the first run compiles the kernels, which takes a while; later runs load them "
+              "from Numba's cache)")
     started = time.perf_counter()
     history = model.fit(X_train, y_train, epochs=args.epochs, batch_size=batch_size,
                         drop_last=args.drop_last, validation_data=(X_test, y_test),

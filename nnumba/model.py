@@ -110,14 +110,15 @@ class Sequential:
 
     def summary(self):
         """A table of the layers, their output widths and parameter counts, as a string."""
-        lines = [f"{'layer':<28}{'output':>10}{'params':>12}"]
+        lines = [f"{'layer':<20}{'output':>8}{'params':>10}"]
         width = self.plan.n_in
         for layer in self.layers:
-            n = 0
+            n, name = 0, repr(layer)
             if hasattr(layer, "out_features"):
                 width = layer.out_features
                 n = layer.in_features * layer.out_features + (layer.out_features if layer.bias else 0)
-            lines.append(f"{repr(layer):<28}{width:>10}{n:>12}")
+                name = f"Dense({layer.in_features}, {layer.out_features})"
+            lines.append(f"{name:<20}{width:>8}{n:>10}")
         lines.append(f"total parameters: {self.plan.n_params} ({self.dtype.name}, backend {self.backend!r})")
         return "\n".join(lines)
 

@@ -5,7 +5,7 @@ with launch sizes patched small; both training paths (per-layer kernels and the
 single-block loop) are compared with the cpu backend for every optimizer and
 every loss: float64 to 1e-10 relative, float32 to 1e-5.
 """
-from cuda_setup import DEFAULTS, SIMULATOR, SMALL, cfg, cuda, small_launches  # noqa: F401 (sets up numba.cuda)
+from cuda_setup import DEFAULTS, SIMULATOR, cfg, cuda, small_launches  # noqa: F401 (sets up numba.cuda)
 
 import importlib.util
 import io
