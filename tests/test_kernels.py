@@ -175,6 +175,7 @@ def test_optimizer_steps(dtype, opt, size, inside):
     w_ref, state_ref = w0.copy(), state0.copy()
     REF.optim.optimizer_step(opt, w_ref, g, state_ref, hp, 1)
     np.testing.assert_array_equal(w, w_ref)
+    np.testing.assert_array_equal(state, state_ref)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

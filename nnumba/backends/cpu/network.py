@@ -111,12 +111,19 @@ def _backward(blocks, alphas, params, grads, x, acts, deltas, weight_grads):
 @njit(**KERNEL)
 def loss_and_gradients(blocks, alphas, params, grads, loss, x, target, labels, acts, deltas, result):
     """Forward, loss (result[0] mean loss, result[1] correct count), backward into grads."""
+    _loss_and_gradients(blocks, alphas, params, grads, loss, x, target, labels, acts, deltas, result,
+                        True)
+
+
+@njit(**KERNEL)
+def _loss_and_gradients(blocks, alphas, params, grads, loss, x, target, labels, acts, deltas, result,
+                        weight_grads):
     n, last = x.shape[0], blocks.shape[0] - 1
     rows = workspace_rows(blocks, acts)
     forward(blocks, alphas, params, x, acts)
     loss_forward_backward(loss, block_view(blocks, last, acts, rows, n), target, labels,
                           block_view(blocks, last, deltas, rows, n), result)
-    backward(blocks, alphas, params, grads, x, acts, deltas)
+    _backward(blocks, alphas, params, grads, x, acts, deltas, weight_grads)
 
 
 @njit(**KERNEL)
@@ -259,7 +266,6 @@ def _train_batches(blocks, alphas, params, grads, loss, X, T, labels, order, n_r
                    first, n_iter, opt, state, hp, t, clip_norm, clip_value, xb, tb, lb, acts, deltas,
                    stats):
     scratch = np.zeros(1)
-    rows, last = workspace_rows(blocks, acts), blocks.shape[0] - 1
     outer = params.shape[0] >= OUTER_PRODUCT_MIN_PARAMS
     for j in range(n_iter):
         start = (first + j) * batch_size
@@ -272,30 +278,27 @@ def _train_batches(blocks, alphas, params, grads, loss, X, T, labels, order, n_r
         else:
             gather_rows(T, index, tb[:n])
         row = stats[j]
-        step = t + j + 1
-        if n > OUTER_PRODUCT_MAX_ROWS:
-            loss_and_gradients(blocks, alphas, params, grads, loss, x, tb[:n], lb[:n], acts,
-                               deltas, row[STAT_LOSS:])
-            norm = gradient_norms(blocks, grads, row[STAT_NORMS:], scratch)
-        else:
-            # a batch of a few rows: the weight-gradient norms come from the Gram identity
-            # (O(n_in + n_out) per row pair instead of a pass over n_in x n_out), and in a
-            # large network the weight gradients x^T dz are not even written: the step
-            # forms them row by row as it goes (see OUTER_PRODUCT_MIN_PARAMS)
-            forward(blocks, alphas, params, x, acts)
-            loss_forward_backward(loss, block_view(blocks, last, acts, rows, n), tb[:n], lb[:n],
-                                  block_view(blocks, last, deltas, rows, n), row[STAT_LOSS:])
-            _backward(blocks, alphas, params, grads, x, acts, deltas, not outer)
+        # A batch of a few rows: the weight-gradient norms come from the Gram identity
+        # (O(n_in + n_out) per pair of rows instead of a pass over n_in x n_out), and in a
+        # large network the weight gradients x^T dz are not even written: the step forms
+        # them row by row as it goes (see OUTER_PRODUCT_MIN_PARAMS).
+        few_rows = n <= OUTER_PRODUCT_MAX_ROWS
+        on_the_fly = outer and few_rows
+        _loss_and_gradients(blocks, alphas, params, grads, loss, x, tb[:n], lb[:n], acts, deltas,
+                            row[STAT_LOSS:], not on_the_fly)
+        if few_rows:
             norm = outer_gradient_norms(blocks, grads, x, acts, deltas, row[STAT_NORMS:], scratch)
+        else:
+            norm = gradient_norms(blocks, grads, row[STAT_NORMS:], scratch)
         if not (math.isfinite(row[STAT_LOSS]) and math.isfinite(norm)):
             return j
-        if outer and n <= OUTER_PRODUCT_MAX_ROWS:
-            outer_steps(blocks, params, grads, x, acts, deltas, opt, state, hp, step, norm,
+        if on_the_fly:
+            outer_steps(blocks, params, grads, x, acts, deltas, opt, state, hp, t + j + 1, norm,
                         clip_norm, clip_value)
         else:
             if math.isfinite(clip_norm):
                 clip_by_norm(grads, norm, clip_norm)
             if math.isfinite(clip_value):
                 clip_by_value(grads, clip_value)
-            optimizer_step(opt, params, grads, state, hp, step)
+            optimizer_step(opt, params, grads, state, hp, t + j + 1)
     return n_iter

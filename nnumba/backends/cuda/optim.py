@@ -15,7 +15,7 @@ import math
 from numba import cuda
 
 from ..codes import ADAM, HP_BETA1, HP_BETA2, HP_EPS, HP_EPS_INSIDE, HP_LR, MOMENTUM, RMSPROP, SGD
-from ..reference.optim import adam_bias_corrections
+from ..reference.optim import adam_bias_corrections, step_dispatcher
 from . import _config as cfg
 
 __all__ = ["sgd_step", "momentum_step", "rmsprop_step", "adam_step", "adam_bias_corrections",
@@ -131,19 +131,5 @@ def hyperparameters(opt, hp, dtype):
             bool(hp[HP_EPS_INSIDE] != 0))
 
 
-def optimizer_step(opt, w, g, state, hp, t):
-    """One step of the optimizer with code ``opt``.
-
-    state: (n_slots, len(w)) device array of optimizer state (Momentum: v;
-    RMSprop: s; Adam: m, v). hp: host float64 hyperparameters (HP_* codes).
-    """
-    if opt == SGD:
-        sgd_step(w, g, hp[HP_LR])
-    elif opt == MOMENTUM:
-        momentum_step(w, g, state[0], hp[HP_LR], hp[HP_BETA1])
-    elif opt == RMSPROP:
-        rmsprop_step(w, g, state[0], hp[HP_LR], hp[HP_BETA1], hp[HP_EPS], hp[HP_EPS_INSIDE] != 0)
-    elif opt == ADAM:
-        adam_step(w, g, state[0], state[1], hp[HP_LR], hp[HP_BETA1], hp[HP_BETA2], hp[HP_EPS], t)
-    else:
-        raise ValueError(f"unknown optimizer code {opt}")
+# the reference's host-side dispatch over this backend's four steps (state on the device)
+optimizer_step = step_dispatcher(sgd_step, momentum_step, rmsprop_step, adam_step)

@@ -63,19 +63,28 @@ def adam_bias_corrections(lr, beta1, beta2, eps, t):
     return lr * root / (1.0 - beta1**t), eps * root
 
 
-def optimizer_step(opt, w, g, state, hp, t):
-    """One step of the optimizer with code ``opt``.
+def step_dispatcher(sgd_step, momentum_step, rmsprop_step, adam_step):
+    """The ``optimizer_step`` of a backend whose four per-rule steps are these
+    (host-side dispatch, shared by the reference and the cuda backend)."""
 
-    state: (n_slots, len(w)) rows of optimizer state (Momentum: v; RMSprop: s;
-    Adam: m, v). hp: float64 hyperparameters, indexed by the HP_* codes.
-    """
-    if opt == SGD:
-        sgd_step(w, g, hp[HP_LR])
-    elif opt == MOMENTUM:
-        momentum_step(w, g, state[0], hp[HP_LR], hp[HP_BETA1])
-    elif opt == RMSPROP:
-        rmsprop_step(w, g, state[0], hp[HP_LR], hp[HP_BETA1], hp[HP_EPS], hp[HP_EPS_INSIDE] != 0)
-    elif opt == ADAM:
-        adam_step(w, g, state[0], state[1], hp[HP_LR], hp[HP_BETA1], hp[HP_BETA2], hp[HP_EPS], t)
-    else:
-        raise ValueError(f"unknown optimizer code {opt}")
+    def optimizer_step(opt, w, g, state, hp, t):
+        """One step of the optimizer with code ``opt``.
+
+        state: (n_slots, len(w)) rows of optimizer state (Momentum: v; RMSprop: s;
+        Adam: m, v). hp: float64 hyperparameters, indexed by the HP_* codes.
+        """
+        if opt == SGD:
+            sgd_step(w, g, hp[HP_LR])
+        elif opt == MOMENTUM:
+            momentum_step(w, g, state[0], hp[HP_LR], hp[HP_BETA1])
+        elif opt == RMSPROP:
+            rmsprop_step(w, g, state[0], hp[HP_LR], hp[HP_BETA1], hp[HP_EPS], hp[HP_EPS_INSIDE] != 0)
+        elif opt == ADAM:
+            adam_step(w, g, state[0], state[1], hp[HP_LR], hp[HP_BETA1], hp[HP_BETA2], hp[HP_EPS], t)
+        else:
+            raise ValueError(f"unknown optimizer code {opt}")
+
+    return optimizer_step
+
+
+optimizer_step = step_dispatcher(sgd_step, momentum_step, rmsprop_step, adam_step)
