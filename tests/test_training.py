@@ -298,3 +298,35 @@ def test_cpu_outer_product_path_stops_on_divergence():
         np.testing.assert_array_equal(a, b)
         assert np.all(np.isfinite(a))
     assert info.value.iteration >= 1
+
+
+def test_blas_thread_limit_reaches_the_blas_that_numba_calls():
+    """The cpu loop limits BLAS threads through threadpoolctl, which sees only the
+    libraries loaded when its controller is made: the controller must include SciPy's
+    BLAS (the one numba's np.dot calls) even when it is made before any product ran."""
+    import subprocess
+    import sys
+
+    code = (
+        "from nnumba.backends.cpu import network\n"
+        "seen = {m['filepath'] for m in network._blas_controller().info()}\n"
+        "import scipy.linalg.cython_blas\n"
+        "from threadpoolctl import ThreadpoolController\n"
+        "now = {m['filepath'] for m in ThreadpoolController().info() if m['user_api'] == 'blas'}\n"
+        "assert now and now <= seen, (now, seen)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_blas_threads_by_product_size():
+    """One BLAS thread for products too small to share, BLAS's default above."""
+    from nnumba.backends.cpu._config import BLAS_THREADED_MIN_FLOPS, SMALL_MATMUL_FLOPS
+    from nnumba.backends.cpu.network import blas_threads
+
+    cifar = nn.Sequential([nn.Dense(3072, 512), nn.ReLU(), nn.Dense(512, 10)]).plan.blocks
+    assert 3072 * 512 < BLAS_THREADED_MIN_FLOPS < 2 * 3072 * 512
+    assert blas_threads(cifar, 1) == 1
+    assert blas_threads(cifar, 32) is None
+    tiny = nn.Sequential([nn.Dense(64, 32), nn.ReLU(), nn.Dense(32, 10)]).plan.blocks
+    assert 4 * 64 * 32 <= SMALL_MATMUL_FLOPS
+    assert blas_threads(tiny, 4) is None  # loops, no BLAS call at all

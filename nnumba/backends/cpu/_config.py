@@ -36,8 +36,11 @@ SMALL_MATMUL_FLOPS = 1 << 15
 OUTER_PRODUCT_MAX_ROWS = 4
 OUTER_PRODUCT_MIN_PARAMS = 1 << 16
 # A training loop whose largest product has fewer multiply-adds than this runs
-# with one BLAS thread: waking BLAS's threads for a small product costs more
-# than it saves, and on a busy machine much more (measured: the forward pass of
-# a 3072-512-256-10 network on one sample took 0.09 ms on one thread and 10 ms
-# on two while another process kept a core busy).
-BLAS_THREADED_MIN_FLOPS = 1 << 26
+# with one BLAS thread: waking BLAS's threads costs more than sharing a small
+# product saves, and on a busy machine much more (measured: the forward pass of
+# a 3072-512-256-10 network on one sample, 1.6M multiply-adds, took 0.09 ms on
+# one thread and 10 ms on two while another process kept a core busy). Above it
+# both threads pay on an idle machine (measured on 2 cores: 32x3072 @ 3072x512,
+# 50M multiply-adds, 1.3 ms on one thread, 0.8 ms on two; 2x3072 @ 3072x512,
+# 3.1M, 0.33 ms and 0.23 ms).
+BLAS_THREADED_MIN_FLOPS = 1 << 21

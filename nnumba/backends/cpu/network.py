@@ -144,11 +144,12 @@ def gradient_norms(blocks, grads, stats_row, scratch):
 
 
 @njit(**INLINE)
-def dot64(a, b):
-    """a . b accumulated in float64."""
+def dot64(a, r, b, s):
+    """a[r] . b[s] accumulated in float64 (indexed, not sliced: a row view would cost
+    a reference count round trip per call)."""
     acc = 0.0
-    for i in range(a.shape[0]):
-        acc += np.float64(a[i]) * np.float64(b[i])
+    for i in range(a.shape[1]):
+        acc += np.float64(a[r, i]) * np.float64(b[s, i])
     return acc
 
 
@@ -171,7 +172,7 @@ def outer_gradient_norms(blocks, grads, x, acts, deltas, stats_row, scratch):
             sq, bound = 0.0, 0.0
             for r in range(n):
                 for s in range(r + 1):
-                    xx, dd = dot64(inp[r], inp[s]), dot64(out[r], out[s])
+                    xx, dd = dot64(inp, r, inp, s), dot64(out, r, out, s)
                     sq += xx * dd if r == s else 2.0 * xx * dd
                     if r == s:
                         bound += np.sqrt(xx * dd)
@@ -215,8 +216,14 @@ def outer_steps(blocks, params, grads, x, acts, deltas, opt, state, hp, t, norm,
 @njit(**KERNEL)
 def gather_rows(src, index, dst):
     """dst[j] = src[index[j]]: the rows of one batch, in the shuffled order."""
-    for j in range(index.shape[0]):
-        dst[j] = src[index[j]]
+    if src.ndim == 1:
+        for j in range(index.shape[0]):
+            dst[j] = src[index[j]]
+    else:  # element by element: a row view per row would cost a reference count round trip
+        for j in range(index.shape[0]):
+            r = index[j]
+            for k in range(src.shape[1]):
+                dst[j, k] = src[r, k]
 
 
 def train_batches(blocks, alphas, params, grads, loss, X, T, labels, order, n_rows, batch_size,
@@ -255,6 +262,9 @@ def _blas_controller():
     """threadpoolctl's view of the loaded BLAS libraries (numba's np.dot calls SciPy's),
     made once: it costs about 2 ms, a limit() on it 20 us."""
     if not _controller:
+        # threadpoolctl sees only the libraries loaded when it is made: load SciPy's BLAS,
+        # the one numba calls, even when no product has been compiled yet
+        import scipy.linalg.cython_blas  # noqa: F401
         from threadpoolctl import ThreadpoolController
 
         _controller.append(ThreadpoolController())
