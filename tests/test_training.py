@@ -44,12 +44,14 @@ def test_bgd_sgd_minibatch_are_one_knob():
 @pytest.mark.parametrize("loss", ["mse", "binary_cross_entropy", "cross_entropy"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("batch_size", [3, 8])  # 3: the cpu path that never forms x^T dz
-def test_cpu_matches_reference(optimizer, loss, dtype, batch_size):
+@pytest.mark.parametrize("shuffle", [True, False])  # False: batches sliced from X, not gathered
+def test_cpu_matches_reference(optimizer, loss, dtype, batch_size, shuffle):
     X, y = toy_data(loss, n=37)
     weights = {}
     for backend in ("numpy", "cpu"):
         model = small_model(backend, dtype, loss=loss, optimizer=OPTIMIZERS[optimizer]())
-        model.fit(X, y, epochs=3, batch_size=batch_size, clip_grad_norm=1.0, clip_grad_value=0.05)
+        model.fit(X, y, epochs=3, batch_size=batch_size, shuffle=shuffle, clip_grad_norm=1.0,
+                  clip_grad_value=0.05)
         weights[backend] = model.get_weights()
     rtol = 1e-4 if dtype == "float32" else 1e-11
     for a, r in zip(weights["cpu"], weights["numpy"]):

@@ -226,6 +226,15 @@ def gather_rows(src, index, dst):
                 dst[j, k] = src[r, k]
 
 
+@njit(**INLINE)
+def consecutive(index):
+    """True when ``index`` lists consecutive rows, index[0], index[0] + 1, ..."""
+    for j in range(1, index.shape[0]):
+        if index[j] != index[0] + j:
+            return False
+    return True
+
+
 def train_batches(blocks, alphas, params, grads, loss, X, T, labels, order, n_rows, batch_size,
                   first, n_iter, opt, state, hp, t, clip_norm, clip_value, xb, tb, lb, acts, deltas,
                   stats):
@@ -281,12 +290,20 @@ def _train_batches(blocks, alphas, params, grads, loss, X, T, labels, order, n_r
         start = (first + j) * batch_size
         n = min(batch_size, n_rows - start)
         index = order[start:start + n]
-        x = xb[:n]
-        gather_rows(X, index, x)
-        if loss == CROSS_ENTROPY:
-            gather_rows(labels, index, lb[:n])
+        lo = index[0]
+        x, t_n, l_n = xb[:n], tb[:n], lb[:n]
+        if consecutive(index):  # no shuffling: the batch is a slice of the data, no copy
+            x = X[lo:lo + n]
+            if loss == CROSS_ENTROPY:
+                l_n = labels[lo:lo + n]
+            else:
+                t_n = T[lo:lo + n]
         else:
-            gather_rows(T, index, tb[:n])
+            gather_rows(X, index, x)
+            if loss == CROSS_ENTROPY:
+                gather_rows(labels, index, l_n)
+            else:
+                gather_rows(T, index, t_n)
         row = stats[j]
         # A batch of a few rows: the weight-gradient norms come from the Gram identity
         # (O(n_in + n_out) per pair of rows instead of a pass over n_in x n_out), and in a
@@ -294,7 +311,7 @@ def _train_batches(blocks, alphas, params, grads, loss, X, T, labels, order, n_r
         # them row by row as it goes (see OUTER_PRODUCT_MIN_PARAMS).
         few_rows = n <= OUTER_PRODUCT_MAX_ROWS
         on_the_fly = outer and few_rows
-        _loss_and_gradients(blocks, alphas, params, grads, loss, x, tb[:n], lb[:n], acts, deltas,
+        _loss_and_gradients(blocks, alphas, params, grads, loss, x, t_n, l_n, acts, deltas,
                             row[STAT_LOSS:], not on_the_fly)
         if few_rows:
             norm = outer_gradient_norms(blocks, grads, x, acts, deltas, row[STAT_NORMS:], scratch)

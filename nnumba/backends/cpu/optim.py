@@ -70,26 +70,24 @@ def _adam(i, w, gi, m, v, step_size, beta1, beta2, eps_hat, one):
 
 @njit(**KERNEL)
 def step_serial(opt, w, g, s0, s1, hp, t):
-    _loops(opt, w, g, s0, s1, constants(w, hp, t), 0)
+    _loops(opt, w, g, s0, s1, constants(w, hp, t))
 
 
-@njit(**INLINE)
-def _loops(opt, w, g, s0, s1, c, first):
-    """Step elements first, ..., first + len(g) - 1 of w (and of s0, s1) with gradient g:
-    an offset rather than slices, since each slice costs a reference count round trip."""
+@njit(**KERNEL)
+def _loops(opt, w, g, s0, s1, c):
     lr, beta1, beta2, eps, inside, step_size, eps_hat, one = c
     if opt == SGD:
-        for i in range(g.shape[0]):
-            _sgd(first + i, w, g[i], lr)
+        for i in range(w.shape[0]):
+            _sgd(i, w, g[i], lr)
     elif opt == MOMENTUM:
-        for i in range(g.shape[0]):
-            _momentum(first + i, w, g[i], s0, lr, beta1, one)
+        for i in range(w.shape[0]):
+            _momentum(i, w, g[i], s0, lr, beta1, one)
     elif opt == RMSPROP:
-        for i in range(g.shape[0]):
-            _rmsprop(first + i, w, g[i], s0, lr, beta1, eps, inside, one)
+        for i in range(w.shape[0]):
+            _rmsprop(i, w, g[i], s0, lr, beta1, eps, inside, one)
     elif opt == ADAM:
-        for i in range(g.shape[0]):
-            _adam(first + i, w, g[i], s0, s1, step_size, beta1, beta2, eps_hat, one)
+        for i in range(w.shape[0]):
+            _adam(i, w, g[i], s0, s1, step_size, beta1, beta2, eps_hat, one)
 
 
 @njit(**PARALLEL)
@@ -180,4 +178,5 @@ def outer_product_step(opt, w, x, dz, coef, clip_value, s0, s1, hp, t, row):
         if clamp:
             for j in range(n_out):
                 row[j] = min(max(row[j], -limit), limit)
-        _loops(opt, w, row, s0, s1, c, p * n_out)
+        lo, hi = p * n_out, (p + 1) * n_out
+        _loops(opt, w[lo:hi], row, s0[lo:hi], s1[lo:hi], c)
