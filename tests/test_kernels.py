@@ -278,3 +278,31 @@ def test_gradient_utilities(dtype, size):
     np.testing.assert_array_equal(out["cpu"][2], out["ref"][2])
     assert np.linalg.norm(out["cpu"][1].astype(np.float64)) == pytest.approx(min(0.5, np.sqrt(out["cpu"][0][0])), rel=1e-5)
     assert np.abs(out["cpu"][2]).max() <= 1.0
+
+
+def test_borrowed_views_are_the_sliced_views():
+    """The fused path's views without reference counting see the same elements, with
+    the same shape and strides, as slicing and reshaping; writes go through."""
+    from numba import njit
+
+    from nnumba.backends.cpu._views import flat_view, rows_view
+
+    @njit
+    def views(buf):
+        a = rows_view(buf, 5, 3, 4)
+        a[2, 3] = -1.0
+        f = flat_view(buf, 7, 6)
+        f[0] *= 10
+        return a.copy(), a.strides, f.copy(), flat_view(buf, 0, 0).shape[0]
+
+    for dtype in DTYPES:
+        buf = np.arange(40, dtype=dtype)
+        a, strides, f, empty = views(buf)
+        expected = np.arange(40, dtype=dtype)
+        expected[16] = -1.0
+        expected[7] *= 10
+        np.testing.assert_array_equal(buf, expected)
+        np.testing.assert_array_equal(a, expected[5:17].reshape(3, 4))
+        assert strides == expected[5:17].reshape(3, 4).strides
+        np.testing.assert_array_equal(f, expected[7:13])
+        assert empty == 0

@@ -12,6 +12,7 @@ import math
 import numpy as np
 from numba import njit
 
+from ..reference import network as _ref
 from ..codes import (ACT, B_OFF, COL, CROSS_ENTROPY, HAS_DENSE, N_IN, N_OUT, STAT_LOSS, STAT_NORMS,
                      W_OFF)
 from ._config import (BLAS_THREADED_MIN_FLOPS, INLINE, KERNEL, OUTER_PRODUCT_MAX_ROWS,
@@ -20,54 +21,53 @@ from .activations import activation_backward, activation_forward
 from .dense import column_sums, dense_backward, dense_backward_input, dense_forward
 from .gradients import clip_by_norm, clip_by_value, sum_of_squares
 from .losses import loss_forward_backward
+from ._views import flat_view, rows_view
 from .optim import optimizer_step, outer_product_step, state_rows, step_serial
 
 
+# Python callers (the model) get the reference's NumPy views; the jitted code below uses
+# borrowed views of the same elements (``_views``: no reference counting), valid only
+# while it runs.
+workspace_rows, block_view, weight_slice, weight_view, bias_view = (
+    _ref.workspace_rows, _ref.block_view, _ref.weight_slice, _ref.weight_view, _ref.bias_view)
+
+
 @njit(**INLINE)
-def workspace_rows(blocks, buf):
-    """The number of rows a flat workspace holds for this plan."""
+def _workspace_rows(blocks, buf):
     width = blocks[-1, COL] + blocks[-1, N_OUT]
     return buf.shape[0] // width
 
 
 @njit(**INLINE)
-def block_view(blocks, i, buf, rows, n):
-    """Block i's (n, N_OUT) slice of a workspace holding ``rows`` rows."""
-    start = rows * blocks[i, COL]
-    return buf[start:start + n * blocks[i, N_OUT]].reshape(n, blocks[i, N_OUT])
+def _block_view(blocks, i, buf, rows, n):
+    return rows_view(buf, rows * blocks[i, COL], n, blocks[i, N_OUT])
 
 
 @njit(**INLINE)
-def weight_slice(blocks, i, flat):
-    """Block i's weights as a flat slice of a parameter-shaped buffer."""
-    off = blocks[i, W_OFF]
-    return flat[off:off + blocks[i, N_IN] * blocks[i, N_OUT]]
+def _weight_slice(blocks, i, flat):
+    return flat_view(flat, blocks[i, W_OFF], blocks[i, N_IN] * blocks[i, N_OUT])
 
 
 @njit(**INLINE)
-def weight_view(blocks, i, flat):
-    """Block i's weights as an (n_in, n_out) view of a parameter-shaped buffer."""
-    return weight_slice(blocks, i, flat).reshape(blocks[i, N_IN], blocks[i, N_OUT])
+def _weight_view(blocks, i, flat):
+    return rows_view(flat, blocks[i, W_OFF], blocks[i, N_IN], blocks[i, N_OUT])
 
 
 @njit(**INLINE)
-def bias_view(blocks, i, flat):
-    """Block i's bias (empty when it has none) in a parameter-shaped buffer."""
+def _bias_view(blocks, i, flat):
     off = blocks[i, B_OFF]
-    if off < 0:
-        return flat[:0]
-    return flat[off:off + blocks[i, N_OUT]]
+    return flat_view(flat, 0, 0) if off < 0 else flat_view(flat, off, blocks[i, N_OUT])
 
 
 @njit(**KERNEL)
 def forward(blocks, alphas, params, x, acts):
     """Run the network on x (n rows); block i's output lands in its view of acts."""
-    rows, n = workspace_rows(blocks, acts), x.shape[0]
+    rows, n = _workspace_rows(blocks, acts), x.shape[0]
     inp = x
     for i in range(blocks.shape[0]):
-        out = block_view(blocks, i, acts, rows, n)
+        out = _block_view(blocks, i, acts, rows, n)
         if blocks[i, HAS_DENSE]:
-            dense_forward(inp, weight_view(blocks, i, params), bias_view(blocks, i, params),
+            dense_forward(inp, _weight_view(blocks, i, params), _bias_view(blocks, i, params),
                           blocks[i, ACT], alphas[i], out)
         else:
             activation_forward(blocks[i, ACT], alphas[i], inp, out)
@@ -85,24 +85,24 @@ def backward(blocks, alphas, params, grads, x, acts, deltas):
 def _backward(blocks, alphas, params, grads, x, acts, deltas, weight_grads):
     """backward; with weight_grads False the weight gradients x^T dz are not formed
     (each block's view of deltas keeps its dz = dL/d(pre-activation) for the caller)."""
-    rows, n = workspace_rows(blocks, acts), x.shape[0]
+    rows, n = _workspace_rows(blocks, acts), x.shape[0]
     last = blocks.shape[0] - 1
-    y = block_view(blocks, last, acts, rows, n)
-    dy = block_view(blocks, last, deltas, rows, n)
+    y = _block_view(blocks, last, acts, rows, n)
+    dy = _block_view(blocks, last, deltas, rows, n)
     for i in range(last, -1, -1):
         # block i - 1's views, carried over as block i's input and input gradient
-        inp = x if i == 0 else block_view(blocks, i - 1, acts, rows, n)
-        dinp = dy if i == 0 else block_view(blocks, i - 1, deltas, rows, n)
+        inp = x if i == 0 else _block_view(blocks, i - 1, acts, rows, n)
+        dinp = dy if i == 0 else _block_view(blocks, i - 1, deltas, rows, n)
         if blocks[i, HAS_DENSE] and weight_grads:
             dense_backward(inp, y, blocks[i, ACT], alphas[i], dy,
-                           weight_view(blocks, i, grads), bias_view(blocks, i, grads))
+                           _weight_view(blocks, i, grads), _bias_view(blocks, i, grads))
         else:
             activation_backward(blocks[i, ACT], alphas[i], y, dy)
             if blocks[i, HAS_DENSE] and blocks[i, B_OFF] >= 0:
-                column_sums(dy, bias_view(blocks, i, grads))
+                column_sums(dy, _bias_view(blocks, i, grads))
         if i > 0:
             if blocks[i, HAS_DENSE]:
-                dense_backward_input(dy, weight_view(blocks, i, params), dinp)
+                dense_backward_input(dy, _weight_view(blocks, i, params), dinp)
             else:
                 dinp[:, :] = dy
         y, dy = inp, dinp
@@ -119,10 +119,10 @@ def loss_and_gradients(blocks, alphas, params, grads, loss, x, target, labels, a
 def _loss_and_gradients(blocks, alphas, params, grads, loss, x, target, labels, acts, deltas, result,
                         weight_grads):
     n, last = x.shape[0], blocks.shape[0] - 1
-    rows = workspace_rows(blocks, acts)
+    rows = _workspace_rows(blocks, acts)
     forward(blocks, alphas, params, x, acts)
-    loss_forward_backward(loss, block_view(blocks, last, acts, rows, n), target, labels,
-                          block_view(blocks, last, deltas, rows, n), result)
+    loss_forward_backward(loss, _block_view(blocks, last, acts, rows, n), target, labels,
+                          _block_view(blocks, last, deltas, rows, n), result)
     _backward(blocks, alphas, params, grads, x, acts, deltas, weight_grads)
 
 
@@ -134,10 +134,10 @@ def gradient_norms(blocks, grads, stats_row, scratch):
     total = 0.0
     for i in range(blocks.shape[0]):
         if blocks[i, HAS_DENSE]:
-            sum_of_squares(weight_slice(blocks, i, grads), scratch)
+            sum_of_squares(_weight_slice(blocks, i, grads), scratch)
             stats_row[k] = np.sqrt(scratch[0])
             total += scratch[0]
-            sum_of_squares(bias_view(blocks, i, grads), scratch)
+            sum_of_squares(_bias_view(blocks, i, grads), scratch)
             total += scratch[0]
             k += 1
     return np.sqrt(total)
@@ -161,13 +161,13 @@ def outer_gradient_norms(blocks, grads, x, acts, deltas, stats_row, scratch):
     Returns inf also when a weight gradient might overflow the data's dtype (its
     elements are bounded by sum_r ||x_r|| ||dz_r||), as summing its squares would.
     """
-    rows, n = workspace_rows(blocks, acts), x.shape[0]
+    rows, n = _workspace_rows(blocks, acts), x.shape[0]
     big = np.finfo(acts.dtype).max
     k = 0
     total = 0.0
     inp = x
     for i in range(blocks.shape[0]):
-        out = block_view(blocks, i, deltas, rows, n)
+        out = _block_view(blocks, i, deltas, rows, n)
         if blocks[i, HAS_DENSE]:
             sq, bound = 0.0, 0.0
             for r in range(n):
@@ -177,10 +177,10 @@ def outer_gradient_norms(blocks, grads, x, acts, deltas, stats_row, scratch):
                     if r == s:
                         bound += np.sqrt(xx * dd)
             stats_row[k] = np.sqrt(sq)
-            sum_of_squares(bias_view(blocks, i, grads), scratch)
+            sum_of_squares(_bias_view(blocks, i, grads), scratch)
             total += sq + scratch[0] + (np.inf if bound >= big else 0.0)
             k += 1
-        inp = block_view(blocks, i, acts, rows, n)
+        inp = _block_view(blocks, i, acts, rows, n)
     return np.sqrt(total)
 
 
@@ -190,27 +190,27 @@ def outer_steps(blocks, params, grads, x, acts, deltas, opt, state, hp, t, norm,
     """The optimizer step of a batch whose weight gradients were not formed: each W from
     its block's input and dz (``optim.outer_product_step``), each b from grads, both
     clipped as ``clip_by_norm`` and ``clip_by_value`` would."""
-    rows, n = workspace_rows(blocks, acts), x.shape[0]
+    rows, n = _workspace_rows(blocks, acts), x.shape[0]
     coef = clip_norm / (norm + 1e-6) if math.isfinite(clip_norm) else 1.0
     inp = x
     for i in range(blocks.shape[0]):
         if blocks[i, HAS_DENSE]:
-            w = weight_slice(blocks, i, params)
+            w = _weight_slice(blocks, i, params)
             off = blocks[i, W_OFF]
             s0, s1 = state_rows(opt, w, state, off, off + w.shape[0])
             # the first row of this W's gradient buffer, unused here, holds each row of x^T dz
-            outer_product_step(opt, w, inp, block_view(blocks, i, deltas, rows, n), coef,
+            outer_product_step(opt, w, inp, _block_view(blocks, i, deltas, rows, n), coef,
                                clip_value, s0, s1, hp, t, grads[off:off + blocks[i, N_OUT]])
             off = blocks[i, B_OFF]
             if off >= 0:
-                b, gb = bias_view(blocks, i, params), bias_view(blocks, i, grads)
+                b, gb = _bias_view(blocks, i, params), _bias_view(blocks, i, grads)
                 if math.isfinite(clip_norm):
                     clip_by_norm(gb, norm, clip_norm)
                 if math.isfinite(clip_value):
                     clip_by_value(gb, clip_value)
                 s0, s1 = state_rows(opt, b, state, off, off + b.shape[0])
                 step_serial(opt, b, gb, s0, s1, hp, t)
-        inp = block_view(blocks, i, acts, rows, n)
+        inp = _block_view(blocks, i, acts, rows, n)
 
 
 @njit(**KERNEL)
