@@ -10,7 +10,9 @@ with perf on 64-32-10).
 ``rows_view`` and ``flat_view`` make the same views with no reference (a null
 meminfo, which Numba's reference counting skips): they are valid only while
 the buffer they view is alive, which inside one jitted call that holds the
-buffer is always true. They must never be returned to Python.
+buffer is always true. They must never be returned to Python. The buffer is
+any C-contiguous array, taken as its elements in memory order (``start``
+counts elements from its first one).
 """
 from numba import types
 from numba.extending import intrinsic
@@ -35,8 +37,8 @@ def _intp_args(context, builder, sig, args):
 
 @intrinsic
 def rows_view(typingctx, buf, start, n, m):
-    """buf[start:start + n * m].reshape(n, m) for a contiguous 1-d buf, borrowed."""
-    if not (isinstance(buf, types.Array) and buf.ndim == 1 and buf.layout == "C"):
+    """buf.ravel()[start:start + n * m].reshape(n, m), borrowed."""
+    if not (isinstance(buf, types.Array) and buf.layout == "C"):
         return None
     out_type = types.Array(buf.dtype, 2, "C")
 
@@ -51,8 +53,8 @@ def rows_view(typingctx, buf, start, n, m):
 
 @intrinsic
 def flat_view(typingctx, buf, start, n):
-    """buf[start:start + n] for a contiguous 1-d buf, borrowed."""
-    if not (isinstance(buf, types.Array) and buf.ndim == 1 and buf.layout == "C"):
+    """buf.ravel()[start:start + n], borrowed."""
+    if not (isinstance(buf, types.Array) and buf.layout == "C"):
         return None
     out_type = types.Array(buf.dtype, 1, "C")
 

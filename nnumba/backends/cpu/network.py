@@ -16,7 +16,7 @@ from ..reference import network as _ref
 from ..codes import (ACT, B_OFF, COL, CROSS_ENTROPY, HAS_DENSE, N_IN, N_OUT, STAT_LOSS, STAT_NORMS,
                      W_OFF)
 from ._config import (BLAS_THREADED_MIN_FLOPS, INLINE, KERNEL, OUTER_PRODUCT_MAX_ROWS,
-                      OUTER_PRODUCT_MIN_PARAMS, SMALL_MATMUL_FLOPS)
+                      OUTER_PRODUCT_MIN_PARAMS, REDUCTION, SMALL_MATMUL_FLOPS)
 from .activations import activation_backward, activation_forward
 from .dense import column_sums, dense_backward, dense_backward_input, dense_forward
 from .gradients import clip_by_norm, clip_by_value, sum_of_squares
@@ -153,7 +153,7 @@ def dot64(a, r, b, s):
     return acc
 
 
-@njit(**KERNEL)
+@njit(**REDUCTION)
 def outer_gradient_norms(blocks, grads, x, acts, deltas, stats_row, scratch):
     """gradient_norms for a batch whose weight gradients dW = x^T dz were not formed:
     ||x^T dz||^2 = sum_{r,s} (x_r . x_s)(dz_r . dz_s) over the n rows, in float64.
@@ -227,6 +227,12 @@ def gather_rows(src, index, dst):
 
 
 @njit(**INLINE)
+def first_rows(a, lo, n):
+    """Rows lo, ..., lo + n - 1 of the 2-d array a, borrowed."""
+    return rows_view(a, lo * a.shape[1], n, a.shape[1])
+
+
+@njit(**INLINE)
 def consecutive(index):
     """True when ``index`` lists consecutive rows, index[0], index[0] + 1, ..."""
     for j in range(1, index.shape[0]):
@@ -289,22 +295,22 @@ def _train_batches(blocks, alphas, params, grads, loss, X, T, labels, order, n_r
     for j in range(n_iter):
         start = (first + j) * batch_size
         n = min(batch_size, n_rows - start)
-        index = order[start:start + n]
+        index = flat_view(order, start, n)
         lo = index[0]
-        x, t_n, l_n = xb[:n], tb[:n], lb[:n]
+        x, t_n, l_n = first_rows(xb, 0, n), first_rows(tb, 0, n), flat_view(lb, 0, n)
         if consecutive(index):  # no shuffling: the batch is a slice of the data, no copy
-            x = X[lo:lo + n]
+            x = first_rows(X, lo, n)
             if loss == CROSS_ENTROPY:
-                l_n = labels[lo:lo + n]
+                l_n = flat_view(labels, lo, n)
             else:
-                t_n = T[lo:lo + n]
+                t_n = first_rows(T, lo, n)
         else:
             gather_rows(X, index, x)
             if loss == CROSS_ENTROPY:
                 gather_rows(labels, index, l_n)
             else:
                 gather_rows(T, index, t_n)
-        row = stats[j]
+        row = flat_view(stats, j * stats.shape[1], stats.shape[1])
         # A batch of a few rows: the weight-gradient norms come from the Gram identity
         # (O(n_in + n_out) per pair of rows instead of a pass over n_in x n_out), and in a
         # large network the weight gradients x^T dz are not even written: the step forms

@@ -15,6 +15,7 @@ from numba import njit, prange
 
 from ..codes import ADAM, HP_BETA1, HP_BETA2, HP_EPS, HP_EPS_INSIDE, HP_LR, MOMENTUM, N_HP, RMSPROP, SGD
 from ._config import INLINE, KERNEL, PARALLEL, PARALLEL_MIN_SIZE
+from ._views import flat_view
 
 
 @njit(**KERNEL)
@@ -139,8 +140,8 @@ def adam_step(w, g, m, v, lr, beta1, beta2, eps, t):
 @njit(**INLINE)
 def state_rows(opt, w, state, start, stop):
     """The state rows of parameters start:stop that optimizer ``opt`` uses (w where none)."""
-    s0 = state[0, start:stop] if opt != SGD else w
-    s1 = state[1, start:stop] if opt == ADAM else w
+    s0 = flat_view(state, start, stop - start) if opt != SGD else w
+    s1 = flat_view(state, state.shape[1] + start, stop - start) if opt == ADAM else w
     return s0, s1
 
 
