@@ -179,5 +179,6 @@ def outer_product_step(opt, w, x, dz, coef, clip_value, s0, s1, hp, t, row):
         if clamp:
             for j in range(n_out):
                 row[j] = min(max(row[j], -limit), limit)
-        lo, hi = p * n_out, (p + 1) * n_out
-        _loops(opt, w[lo:hi], row, s0[lo:hi], s1[lo:hi], c)
+        lo = p * n_out  # borrowed views of the row: a slice per row cost more than its step
+        _loops(opt, flat_view(w, lo, n_out), row, flat_view(s0, lo, n_out),
+               flat_view(s1, lo, n_out), c)
