@@ -102,6 +102,7 @@ def test_compare_quick():
                     "## Compile overhead", "## Targets"):
         assert heading in text
     assert "| tiny 64-32-10, batch 1, SGD | 256 |" in text
+    assert "| memory floor: the same 7 streams, no arithmetic |" in text
 
 
 def test_asv_check():
