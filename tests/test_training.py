@@ -332,3 +332,41 @@ def test_blas_threads_by_product_size():
     tiny = nn.Sequential([nn.Dense(64, 32), nn.ReLU(), nn.Dense(32, 10)]).plan.blocks
     assert 4 * 64 * 32 <= SMALL_MATMUL_FLOPS
     assert blas_threads(tiny, 4) is None  # loops, no BLAS call at all
+
+
+PARALLEL_STEP_SCRIPT = r"""
+import sys
+import numpy as np
+import nnumba as nn
+from nnumba.backends.cpu import network
+X = np.random.default_rng(0).standard_normal((10, 4))
+y = np.arange(10) % 3
+model = nn.Sequential([nn.Dense(4, 512), nn.Tanh(), nn.Dense(512, 256), nn.ReLU(), nn.Dense(256, 3)],
+                      backend=sys.argv[1], dtype="float64", seed=0)
+model.compile("cross_entropy", nn.optim.Adam(lr=1e-3))
+model.fit(X, y, epochs=2, batch_size=1)
+np.save(sys.argv[2], np.concatenate([w.ravel() for w in model.get_weights()]))
+"""
+
+
+def test_parallel_outer_step_in_the_loop_matches_reference_and_loads_from_cache(tmp_path):
+    """At batch size 1 a large W's step runs on all cores inside the compiled loop.
+    Run in fresh processes (the second loads the loop from Numba's cache: a cached
+    function calling a parallel one must not crash there) and against the reference."""
+    import subprocess
+    import sys
+
+    from nnumba.backends.cpu._config import PARALLEL_OUTER_MIN_SIZE
+    from nnumba.backends.cpu.network import blas_threads
+
+    plan = nn.Sequential([nn.Dense(4, 512), nn.Tanh(), nn.Dense(512, 256)]).plan
+    assert 512 * 256 >= PARALLEL_OUTER_MIN_SIZE and blas_threads(plan.blocks, 1) == 1
+    results = []
+    for run, backend in enumerate(("cpu", "cpu", "numpy")):
+        out = tmp_path / f"w{run}.npy"
+        proc = subprocess.run([sys.executable, "-c", PARALLEL_STEP_SCRIPT, backend, str(out)],
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        results.append(np.load(out))
+    np.testing.assert_array_equal(results[0], results[1])
+    np.testing.assert_allclose(results[0], results[2], rtol=1e-11, atol=1e-13)
