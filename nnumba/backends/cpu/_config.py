@@ -35,13 +35,6 @@ SMALL_MATMUL_FLOPS = 1 << 15
 # iteration). Small networks live in cache anyway and pay only the per-row calls.
 OUTER_PRODUCT_MAX_ROWS = 4
 OUTER_PRODUCT_MIN_PARAMS = 1 << 16
-# In a training loop whose BLAS runs on one thread (BLAS_THREADED_MIN_FLOPS), the
-# step of a weight matrix of at least this many elements formed on the fly is shared
-# between all cores: it is bound by the square roots and divisions of Adam and
-# RMSprop, not by memory (measured: 1.7M elements, 1.12 ms on one core, 0.61 ms on
-# two). Never next to multi-threaded BLAS: BLAS's threads spin between products and
-# the two pools then fight over 2 cores (measured: a batch-32 epoch 3x slower).
-PARALLEL_OUTER_MIN_SIZE = 1 << 17
 # A training loop whose largest product has fewer multiply-adds than this runs
 # with one BLAS thread: waking BLAS's threads costs more than sharing a small
 # product saves, and on a busy machine much more (measured: the forward pass of

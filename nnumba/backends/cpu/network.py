@@ -16,15 +16,13 @@ from ..reference import network as _ref
 from ..codes import (ACT, B_OFF, COL, CROSS_ENTROPY, HAS_DENSE, N_IN, N_OUT, STAT_LOSS, STAT_NORMS,
                      W_OFF)
 from ._config import (BLAS_THREADED_MIN_FLOPS, INLINE, KERNEL, OUTER_PRODUCT_MAX_ROWS,
-                      OUTER_PRODUCT_MIN_PARAMS, PARALLEL_OUTER_MIN_SIZE, REDUCTION,
-                      SMALL_MATMUL_FLOPS)
+                      OUTER_PRODUCT_MIN_PARAMS, REDUCTION, SMALL_MATMUL_FLOPS)
 from .activations import activation_backward, activation_forward
 from .dense import column_sums, dense_backward, dense_backward_input, dense_forward
 from .gradients import clip_by_norm, clip_by_value, sum_of_squares
 from .losses import loss_forward_backward
 from ._views import flat_view, rows_view
-from .optim import (optimizer_step, outer_product_step, outer_product_step_parallel, state_rows,
-                    step_serial)
+from .optim import optimizer_step, outer_product_step, state_rows, step_serial
 
 
 # Python callers (the model) get the reference's NumPy views; the jitted code below uses
@@ -188,11 +186,10 @@ def outer_gradient_norms(blocks, grads, x, acts, deltas, stats_row, scratch):
 
 @njit(**KERNEL)
 def outer_steps(blocks, params, grads, x, acts, deltas, opt, state, hp, t, norm, clip_norm,
-                clip_value, parallel):
+                clip_value):
     """The optimizer step of a batch whose weight gradients were not formed: each W from
-    its block's input and dz (``optim.outer_product_step``, on all cores for a large W
-    when ``parallel``), each b from grads, both clipped as ``clip_by_norm`` and
-    ``clip_by_value`` would."""
+    its block's input and dz (``optim.outer_product_step``), each b from grads, both
+    clipped as ``clip_by_norm`` and ``clip_by_value`` would."""
     rows, n = _workspace_rows(blocks, acts), x.shape[0]
     coef = clip_norm / (norm + 1e-6) if math.isfinite(clip_norm) else 1.0
     inp = x
@@ -202,12 +199,8 @@ def outer_steps(blocks, params, grads, x, acts, deltas, opt, state, hp, t, norm,
             off = blocks[i, W_OFF]
             s0, s1 = state_rows(opt, w, state, off, off + w.shape[0])
             # the first row of this W's gradient buffer, unused here, holds each row of x^T dz
-            dz = _block_view(blocks, i, deltas, rows, n)
-            if parallel and w.shape[0] >= PARALLEL_OUTER_MIN_SIZE:
-                outer_product_step_parallel(opt, w, inp, dz, coef, clip_value, s0, s1, hp, t)
-            else:  # the first row of W's gradient buffer, unused here, holds each row of x^T dz
-                outer_product_step(opt, w, inp, dz, coef, clip_value, s0, s1, hp, t,
-                                   grads[off:off + blocks[i, N_OUT]])
+            outer_product_step(opt, w, inp, _block_view(blocks, i, deltas, rows, n), coef,
+                               clip_value, s0, s1, hp, t, grads[off:off + blocks[i, N_OUT]])
             off = blocks[i, B_OFF]
             if off >= 0:
                 b, gb = _bias_view(blocks, i, params), _bias_view(blocks, i, grads)
@@ -261,10 +254,9 @@ def train_batches(blocks, alphas, params, grads, loss, X, T, labels, order, n_ro
             n_iter, opt, state, hp, t, clip_norm, clip_value, xb, tb, lb, acts, deltas, stats)
     threads = blas_threads(blocks, batch_size)
     if threads is None:
-        return _train_batches(*args, False)
-    # BLAS on one thread leaves the other cores to the large optimizer steps
+        return _train_batches(*args)
     with _blas_controller().limit(limits=threads, user_api="blas"):
-        return _train_batches(*args, True)
+        return _train_batches(*args)
 
 
 def blas_threads(blocks, rows):
@@ -297,7 +289,7 @@ def _blas_controller():
 @njit(**KERNEL)
 def _train_batches(blocks, alphas, params, grads, loss, X, T, labels, order, n_rows, batch_size,
                    first, n_iter, opt, state, hp, t, clip_norm, clip_value, xb, tb, lb, acts, deltas,
-                   stats, parallel_steps):
+                   stats):
     scratch = np.zeros(1)
     outer = params.shape[0] >= OUTER_PRODUCT_MIN_PARAMS
     for j in range(n_iter):
@@ -335,7 +327,7 @@ def _train_batches(blocks, alphas, params, grads, loss, X, T, labels, order, n_r
             return j
         if on_the_fly:
             outer_steps(blocks, params, grads, x, acts, deltas, opt, state, hp, t + j + 1, norm,
-                        clip_norm, clip_value, parallel_steps)
+                        clip_norm, clip_value)
         else:
             if math.isfinite(clip_norm):
                 clip_by_norm(grads, norm, clip_norm)

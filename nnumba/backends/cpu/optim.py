@@ -8,7 +8,7 @@ by element, so the result is the same bit for bit as the serial loop.
 
 ``outer_product_step`` updates a weight matrix whose gradient x^T dz of a few
 rows is formed one row at a time as it goes, so that gradient is never written
-to memory; ``outer_product_step_parallel`` shares those rows between all cores.
+to memory.
 """
 import numpy as np
 from numba import njit, prange
@@ -116,12 +116,10 @@ def _step(opt, w, g, s0, s1, lr, beta1=0.0, beta2=0.0, eps=0.0, inside=False, t=
 
 
 # The public steps are plain Python: they pick the serial or the parallel loop.
-# Jitted code calls the serial loops, except for outer_product_step_parallel
-# (below): a cached @njit function that calls a parallel=True one crashed when
-# loaded from Numba's cache in another process once the parallel one had a cache
-# entry of its own (numba issues 8578 and 10128; reproduced here: it segfaulted),
-# so that one is never cached by itself, only inside its cached callers. Inside
-# a loop that also runs multi-threaded BLAS, parallel threads compete with BLAS's.
+# Jitted code (optimizer_step, the training loop) calls only the serial loops:
+# a cached @njit function that calls a parallel=True one can crash when loaded
+# from Numba's cache in another process (numba issues 8578 and 10128), and
+# inside the training loop parallel threads compete with BLAS's anyway.
 
 def sgd_step(w, g, lr):
     _step(SGD, w, g, w, w, lr)
@@ -161,34 +159,13 @@ def outer_product_step(opt, w, x, dz, coef, clip_value, s0, s1, hp, t, row):
     (n_out elements, so it stays in the L1 cache) in the order of ``matmul_tn``'s
     loop, scaled by ``coef`` (clipping by norm, when below 1), clamped to
     +-clip_value (when finite), then used by the step of that row of w."""
-    _outer_rows(opt, w, x, dz, coef, clip_value, s0, s1, constants(w, hp, t), row, 0, x.shape[1])
-
-
-OUTER_CHUNKS = 64  # rows of w are shared out in this many chunks
-
-
-@njit(**dict(PARALLEL, cache=False))  # cache=False: see the comment above the public steps
-def outer_product_step_parallel(opt, w, x, dz, coef, clip_value, s0, s1, hp, t):
-    """outer_product_step with the rows of w shared between all cores (each row's
-    step is independent of the others', so the result is the same bit for bit)."""
     c = constants(w, hp, t)
-    n_in = x.shape[1]
-    chunks = OUTER_CHUNKS  # a constant: asking numba for its thread count would stop caching
-    for q in prange(chunks):
-        row = np.empty(dz.shape[1], w.dtype)
-        _outer_rows(opt, w, x, dz, coef, clip_value, s0, s1, c, row, q * n_in // chunks,
-                    (q + 1) * n_in // chunks)
-
-
-@njit(**INLINE)
-def _outer_rows(opt, w, x, dz, coef, clip_value, s0, s1, c, row, first, stop):
-    """Rows first, ..., stop - 1 of outer_product_step."""
-    n = x.shape[0]
+    n, n_in = x.shape
     n_out = dz.shape[1]
     k = w.dtype.type(coef)
     clamp = np.isfinite(clip_value)
     limit = w.dtype.type(clip_value) if clamp else w.dtype.type(0)
-    for p in range(first, stop):
+    for p in range(n_in):
         a = x[0, p]
         for j in range(n_out):
             row[j] = a * dz[0, j]
