@@ -118,8 +118,11 @@ def _step(opt, w, g, s0, s1, lr, beta1=0.0, beta2=0.0, eps=0.0, inside=False, t=
 # The public steps are plain Python: they pick the serial or the parallel loop.
 # Jitted code (optimizer_step, the training loop) calls only the serial loops:
 # a cached @njit function that calls a parallel=True one can crash when loaded
-# from Numba's cache in another process (numba issues 8578 and 10128), and
-# inside the training loop parallel threads compete with BLAS's anyway.
+# from Numba's cache in another process (numba issues 8578 and 10128; reproduced
+# here), and inside the training loop parallel threads compete with BLAS's. Even
+# next to single-threaded BLAS (batch 1) a parallel step per layer per iteration
+# lost: 1.8x faster alone, 2-6x slower between other programs' runs, as every
+# parallel region waited for the other virtual CPU to wake up.
 
 def sgd_step(w, g, lr):
     _step(SGD, w, g, w, w, lr)
