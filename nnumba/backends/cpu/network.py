@@ -147,12 +147,11 @@ def gradient_norms(blocks, grads, stats_row, scratch):
 
 
 @njit(**INLINE)
-def dot64(a, r, b, s):
-    """a[r] . b[s] accumulated in float64 (indexed, not sliced: a row view would cost
-    a reference count round trip per call)."""
+def dot64(a, b):
+    """a . b accumulated in float64."""
     acc = 0.0
-    for i in range(a.shape[1]):
-        acc += np.float64(a[r, i]) * np.float64(b[s, i])
+    for i in range(a.shape[0]):
+        acc += np.float64(a[i]) * np.float64(b[i])
     return acc
 
 
@@ -175,7 +174,7 @@ def outer_gradient_norms(blocks, grads, x, acts, deltas, stats_row, scratch):
             sq, bound = 0.0, 0.0
             for r in range(n):
                 for s in range(r + 1):
-                    xx, dd = dot64(inp, r, inp, s), dot64(out, r, out, s)
+                    xx, dd = dot64(inp[r], inp[s]), dot64(out[r], out[s])  # borrowed rows
                     sq += xx * dd if r == s else 2.0 * xx * dd
                     if r == s:
                         bound += np.sqrt(xx * dd)
