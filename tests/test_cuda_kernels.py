@@ -43,6 +43,44 @@ def host(a):
     return memory.to_host(a)
 
 
+# ---- the simulator itself ------------------------------------------------------------------------
+
+@pytest.mark.skipif(not SIMULATOR, reason="a repair of the simulator, not of the kernels")
+def test_simulator_gives_a_block_one_shared_array(monkeypatch):
+    """All threads of a block see the same shared array, and two shared.array lines two
+    arrays, even when every thread is switched out while the array is being created (the
+    race that once made CI's tiled product return garbage; see cuda_setup)."""
+    import time
+
+    import cuda_setup
+
+    from numba.cuda.simulator.kernelapi import FakeCUDAShared
+    assert getattr(FakeCUDAShared.array, "race_free", False)
+    allocate = cuda_setup.new_shared
+
+    def slow(shape, dtype):
+        time.sleep(0.002)
+        return allocate(shape, dtype)
+
+    monkeypatch.setattr(cuda_setup, "new_shared", slow)
+
+    @cuda.jit
+    def reverse(out_a, out_b):
+        a = cuda.shared.array(16, np.float64)
+        b = cuda.shared.array(16, np.float64)
+        t = cuda.threadIdx.x
+        a[t] = t
+        b[t] = -t
+        cuda.syncthreads()
+        out_a[t] = a[15 - t]
+        out_b[t] = b[15 - t]
+
+    out_a, out_b = np.zeros(16), np.zeros(16)
+    reverse[2, 16](out_a, out_b)
+    np.testing.assert_array_equal(out_a, np.arange(15.0, -1, -1))
+    np.testing.assert_array_equal(out_b, -np.arange(15.0, -1, -1))
+
+
 # ---- memory --------------------------------------------------------------------------------------
 
 def test_memory_round_trips_and_zero_size():
