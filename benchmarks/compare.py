@@ -457,9 +457,8 @@ def section_adam(args, torch_worker, results):
     results["adam"]["floor"] = t["floor"]
     out(f"nnumba's step takes {t['cpu'] / t['floor']:.2f}x the time of the memory floor, so "
         f"no step can be more than {t['numpy'] / t['floor']:.1f}x faster than this run's "
-        f"textbook NumPy. That one's time depends on how the kernel backs its {4 * n / 1e6:.0f} MB "
-        "temporaries (with huge pages or not): at 10M parameters, 39 to 171 ms per step in "
-        "runs on this machine.")
+        f"textbook NumPy, whose time depends on whether the kernel backs its {4 * n / 1e6:.0f} MB "
+        "temporaries with huge pages.")
     out()
 
 

@@ -69,6 +69,7 @@ def _race_free_shared_arrays():
 
 if SIMULATOR:
     _race_free_shared_arrays()
+
 SMALL = dict(TPB=8, MAX_BLOCKS=3, REDUCE_TPB=8, REDUCE_BLOCKS=3, COLSUM_TX=4, COLSUM_TY=4,
              CE_TPB=4, GEMM_TILE=(8, 8, 4, 2, 2), GEMM_TILE_SMALL=(4, 8, 2, 2, 4),
              GEMM_MIN_BLOCKS=4, SPLIT_K_MIN_K=4, SPLIT_K_MAX=3, FUSED_TPB=16, FUSED_ROWS=2)

@@ -15,16 +15,16 @@ import math
 import numpy as np
 from numba import njit
 
-from ..reference import network as _ref
 from ..codes import (ACT, B_OFF, COL, CROSS_ENTROPY, HAS_DENSE, N_IN, N_OUT, STAT_LOSS, STAT_NORMS,
                      W_OFF)
+from ..reference import network as _ref
 from ._config import (BLAS_THREADED_MIN_FLOPS, INLINE, KERNEL, OUTER_PRODUCT_MAX_ROWS,
                       OUTER_PRODUCT_MIN_PARAMS, REDUCTION, SMALL_MATMUL_FLOPS)
+from ._views import flat_view, rows_view
 from .activations import activation_backward, activation_forward
 from .dense import column_sums, dense_backward, dense_backward_input, dense_forward
 from .gradients import clip_by_norm, clip_by_value, sum_of_squares
 from .losses import loss_forward_backward
-from ._views import flat_view, rows_view
 from .optim import optimizer_step, outer_product_step, state_rows, step_serial
 
 
@@ -202,7 +202,7 @@ def outer_steps(blocks, params, grads, x, acts, deltas, opt, state, hp, t, norm,
             s0, s1 = state_rows(opt, w, state, off, off + w.shape[0])
             # the first row of this W's gradient buffer, unused here, holds each row of x^T dz
             outer_product_step(opt, w, inp, _block_view(blocks, i, deltas, rows, n), coef,
-                               clip_value, s0, s1, hp, t, grads[off:off + blocks[i, N_OUT]])
+                               clip_value, s0, s1, hp, t, flat_view(grads, off, blocks[i, N_OUT]))
             off = blocks[i, B_OFF]
             if off >= 0:
                 b, gb = _bias_view(blocks, i, params), _bias_view(blocks, i, grads)
