@@ -56,10 +56,7 @@ def array_2d(X, name, n_features=None, expected_by=None, dtype=None):
         else:
             raise TypeError(f"{name} must be a 2-D array, got {type(X).__name__}")
     X = np.asarray(X)
-    if X.dtype == object or not (np.issubdtype(X.dtype, np.number) or X.dtype == bool):
-        raise TypeError(f"{name} must hold numbers, got dtype {X.dtype}")
-    if np.iscomplexobj(X):
-        raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}")
+    real_numbers(X, name)
     if X.ndim != 2:
         hint = f" (use {name}.reshape(-1, 1) for one feature, or {name}.reshape(1, -1) for one sample)" \
             if X.ndim == 1 else ""
@@ -69,12 +66,32 @@ def array_2d(X, name, n_features=None, expected_by=None, dtype=None):
         raise ValueError(f"{name} is empty (0 samples)")
     if n_features is not None and X.shape[1] != n_features:
         raise ValueError(f"{name} has {X.shape[1]} features but {expected_by} expects {n_features}")
-    finite(X, name)
-    return np.ascontiguousarray(X, dtype=dtype)
+    return finite_as(X, name, dtype)
 
 
-def finite(a, name):
-    """Refuse NaN or inf, saying which and where the first one is."""
+def real_numbers(a, name):
+    """Refuse anything but booleans, integers and real floats (objects, strings,
+    complex numbers, datetimes and timedeltas)."""
+    if a.dtype.kind not in "biuf":
+        what = "real numbers" if a.dtype.kind == "c" else "numbers"
+        raise TypeError(f"{name} must hold {what}, got dtype {a.dtype}")
+
+
+def finite_as(a, name, dtype=None):
+    """``a`` as a C-contiguous array of ``dtype``, finite *in that dtype*: 1e39 is a
+    finite float64 but inf in float32, so the check comes after the conversion."""
+    a = np.asarray(a)
+    finite(a, name)  # the caller's own NaN and inf are reported as theirs
+    with np.errstate(over="ignore"):
+        converted = np.ascontiguousarray(a, dtype=dtype)
+    if converted.dtype != a.dtype:
+        finite(converted, name, converted.dtype)
+    return converted
+
+
+def finite(a, name, dtype=None):
+    """Refuse NaN or inf, saying which and where the first one is; ``dtype`` names the
+    type a value overflowed in when converted."""
     if np.issubdtype(a.dtype, np.floating) and a.size:
         # min and max propagate NaN and show inf, with no temporary array: the check
         # of a large data set costs two reads of it, not a boolean copy of it
@@ -86,8 +103,14 @@ def finite(a, name):
             n_inf = int(bad.sum()) - n_nan
             first = tuple(int(i) for i in np.argwhere(bad)[0])
             kinds = " and ".join(k for k, c in (("NaN", n_nan), ("inf", n_inf)) if c)
-            raise ValueError(f"{name} contains {kinds} ({n_nan} NaN, {n_inf} inf; first at index "
-                             f"{first if len(first) > 1 else first[0]}); remove or impute them first")
+            where = f"first at index {first if len(first) > 1 else first[0]}"
+            if dtype is not None:
+                big = np.finfo(dtype).max
+                raise ValueError(f"{name} is not finite in {np.dtype(dtype).name}, the model's dtype "
+                                 f"({n_nan} NaN, {n_inf} inf after conversion; {where}): values "
+                                 f"beyond +-{big:.3g} overflow; rescale them first")
+            raise ValueError(f"{name} contains {kinds} ({n_nan} NaN, {n_inf} inf; {where}); "
+                             f"remove or impute them first")
 
 
 def same_length(X, y, x_name="X", y_name="y"):

@@ -143,11 +143,12 @@ class CrossEntropy(Loss):
                 raise ValueError(f"{name} must hold integer class labels, found {y[y != np.round(y)][0]!r}")
         elif not np.issubdtype(y.dtype, np.integer):
             raise TypeError(f"{name} must hold integer class labels, got dtype {y.dtype}")
-        labels = np.ascontiguousarray(y, dtype=np.int64)
-        if labels.size:
-            bad = labels[(labels < 0) | (labels >= n_out)]
+        if y.size:  # range-checked before the conversion: 1e20 would wrap around in int64
+            bad = np.flatnonzero((y < 0) | (y >= n_out))
             if bad.size:
-                raise ValueError(f"labels must be in [0, {n_out}), found {bad[0]}")
+                raise ValueError(f"{name}: labels must be in [0, {n_out}), found {y[bad[0]]} "
+                                 f"at index {bad[0]}")
+        labels = np.ascontiguousarray(y, dtype=np.int64)
         return np.zeros((0, n_out), dtype), labels
 
     def output_transform(self, z):

@@ -5,6 +5,10 @@ gradients) on its backend, plus workspaces for the activations. Everything
 numeric happens in the backend's kernels; this module checks arguments,
 allocates, batches the epochs and keeps the records.
 """
+import contextlib
+import inspect
+import signal
+import threading
 import time
 
 import numpy as np
@@ -27,7 +31,7 @@ PROGRESS_STEPS = 20
 
 def _dtype(dtype):
     try:
-        name = np.dtype(dtype).name
+        name = None if dtype is None else np.dtype(dtype).name  # np.dtype(None) is float64
     except TypeError:
         name = None
     if name not in DTYPES:
@@ -47,6 +51,51 @@ class _Workspace:
         self.acts = memory.zeros(rows * plan.width, dtype)
         self.deltas = memory.zeros(rows * plan.width, dtype)
         self.result = memory.zeros(2, np.float64)
+
+
+class _Snapshot:
+    """A copy of what one epoch changes (parameters, optimizer state and step count,
+    the shuffling generator, the epoch count), taken before it starts, in buffers
+    allocated once per fit. Restoring it undoes the epoch exactly."""
+
+    def __init__(self, model):
+        memory = model._backend.memory
+        self.model = model
+        self.params = memory.empty(model._params.shape, model.dtype)
+        self.state = memory.empty(model.optimizer.state.shape, model.dtype)
+
+    def take(self):
+        model, memory = self.model, self.model._backend.memory
+        memory.copy_into(self.params, model._params)
+        memory.copy_into(self.state, model.optimizer.state)
+        self.t = model.optimizer.t
+        self.rng = model._shuffle_rng.bit_generator.state
+        self.epochs_trained = model.epochs_trained
+
+    def restore(self, rng=True):
+        """Back to the snapshot; ``rng=False`` keeps the generator where it is."""
+        model, memory = self.model, self.model._backend.memory
+        with _interrupts_deferred():
+            memory.copy_into(model._params, self.params)
+            memory.copy_into(model.optimizer.state, self.state)
+            model.optimizer.t = self.t
+            if rng:
+                model._shuffle_rng.bit_generator.state = self.rng
+            model.epochs_trained = self.epochs_trained
+
+
+@contextlib.contextmanager
+def _interrupts_deferred():
+    """Hold back Ctrl-C (SIGINT) while a rollback copies, so that a second Ctrl-C
+    cannot leave it half done; the signal is delivered right after."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 class Sequential:
@@ -85,12 +134,16 @@ class Sequential:
         weights = plan.split(host)
         k = 0
         for dense, init_name in zip(plan.dense, plan.default_inits):
-            weights[k][...] = dense.initial_weights(init_name, init_rng)
+            w = dense.initial_weights(init_name, init_rng)
+            weights[k][...] = _checks.finite_as(w, f"the weights drawn by init of {dense!r}",
+                                                self.dtype)
             k += 2 if dense.bias else 1
         memory = self._backend.memory
         self._params = memory.to_backend(host.astype(self.dtype))
         self._grads = memory.zeros(plan.n_params, self.dtype)
-        self._workspaces = {}
+        self._workspaces = {}                 # rows -> free workspaces (see _workspace)
+        self._workspaces_lock = threading.Lock()
+        self._training = threading.Lock()     # held while fit or train_step runs
         self.loss = None
         self.optimizer = None
         self.epochs_trained = 0
@@ -143,17 +196,21 @@ class Sequential:
                 raise ValueError(f"weights for {name} have shape {w.shape}, expected {shape}")
             if not (np.issubdtype(w.dtype, np.floating) or np.issubdtype(w.dtype, np.integer)):
                 raise TypeError(f"weights for {name} must be numbers, got dtype {w.dtype}")
-            _checks.finite(w.astype(np.float64), f"weights for {name}")
-            view[...] = w
+            view[...] = _checks.finite_as(w, f"weights for {name}", self.dtype)
         self._backend.memory.copy_from_host(self._params, host)
 
     # ---- compile -----------------------------------------------------------------------------
     def compile(self, loss, optimizer="rmsprop"):
         """Choose the loss ("mse", "binary_cross_entropy", "cross_entropy" or an
         nn.losses object) and the optimizer (an nn.optim object or its name;
-        default "rmsprop", as Keras)."""
+        default "rmsprop", as Keras). Refused while ``fit`` runs (from a callback,
+        or in another thread): the compiled loop holds the loss and optimizer."""
+        if self._training.locked():
+            raise RuntimeError("compile was called while fit or train_step runs on this model; "
+                               "compile before fit, or stop training first (model.stop_training = True)")
         loss = get_loss(loss)
         optimizer = get_optimizer(optimizer)
+        _check_in_dtype(optimizer, self.dtype)
         if loss.code == codes.CROSS_ENTROPY and self.plan.n_out < 2:
             raise ValueError("cross_entropy needs at least 2 outputs, but the model has 1; "
                              "use binary_cross_entropy for a single output")
@@ -182,13 +239,24 @@ class Sequential:
         T, labels = self.loss.prepare_targets(y, X.shape[0], self.plan.n_out, self.dtype, y_name)
         return X, T, labels
 
+    @contextlib.contextmanager
     def _workspace(self, rows):
-        ws = self._workspaces.get(rows)
+        """A workspace for ``rows`` rows, this caller's alone while the block runs:
+        concurrent predict / evaluate calls on one model each get their own."""
+        with self._workspaces_lock:
+            free = self._workspaces.get(rows)
+            ws = free.pop() if free else None
         if ws is None:
-            if len(self._workspaces) >= 2:
-                self._workspaces.clear()
-            ws = self._workspaces[rows] = _Workspace(self._backend.memory, self.plan, rows, self.dtype)
-        return ws
+            ws = _Workspace(self._backend.memory, self.plan, rows, self.dtype)
+        try:
+            yield ws
+        finally:
+            with self._workspaces_lock:
+                if rows not in self._workspaces and len(self._workspaces) >= 2:
+                    self._workspaces.clear()  # keep the workspaces of at most two sizes
+                free = self._workspaces.setdefault(rows, [])
+                if len(free) < 2:
+                    free.append(ws)
 
     def _upload(self, X, T, labels):
         memory = self._backend.memory
@@ -210,6 +278,16 @@ class Sequential:
         opt.t += int(done)
         return int(done)
 
+    @contextlib.contextmanager
+    def _exclusive_training(self, what):
+        if not self._training.acquire(blocking=False):
+            raise RuntimeError(f"{what} was called while fit or train_step already runs on this "
+                               f"model (from a callback, or in another thread)")
+        try:
+            yield
+        finally:
+            self._training.release()
+
     # ---- training ------------------------------------------------------------------------------
     def fit(self, X, y, epochs=1, batch_size=32, shuffle=True, drop_last=False, validation_data=None,
             verbose=0, callbacks=None, clip_grad_norm=None, clip_grad_value=None,
@@ -227,16 +305,32 @@ class Sequential:
         loss, 2 one line per epoch. callbacks: objects with any of
         on_train_begin(logs), on_epoch_begin(epoch, logs), on_epoch_end(epoch,
         logs), on_train_end(logs), or plain callables f(epoch, logs) run at each
-        epoch's end; setting ``model.stop_training = True`` ends training after
-        the epoch. clip_grad_norm / clip_grad_value override the optimizer's.
+        epoch's end (their signatures are checked before training starts);
+        setting ``model.stop_training = True`` ends training after the epoch.
+        clip_grad_norm / clip_grad_value override the optimizer's.
         record_grad_norms="iteration" also keeps every iteration's per-layer
         gradient norms (``History.grad_norms_per_iteration``).
 
-        Returns a ``History``. A NaN or infinite loss or gradient raises
-        ``NonFiniteError`` naming the epoch and iteration; the model keeps the
-        weights from before that iteration.
+        Returns a ``History``. An iteration whose loss or gradient is NaN or
+        infinite, or whose update would leave a parameter or an optimizer state
+        element NaN or infinite, raises ``NonFiniteError`` naming the epoch, the
+        iteration and which of the four it was; the model keeps the weights,
+        optimizer state and counters from before that iteration.
+
+        Interrupted (Ctrl-C, or any exception from inside an epoch), the model
+        is rolled back to the start of the interrupted epoch: weights, optimizer
+        state and step count, shuffling generator and ``epochs_trained`` all
+        agree, so a later ``fit`` continues exactly as if the run had stopped
+        after the last completed epoch.
         """
         self._require_compiled("fit")
+        with self._exclusive_training("fit"):
+            return self._fit(X, y, epochs, batch_size, shuffle, drop_last, validation_data, verbose,
+                             callbacks, clip_grad_norm, clip_grad_value, record_grad_norms)
+
+    def _fit(self, X, y, epochs, batch_size, shuffle, drop_last, validation_data, verbose, callbacks,
+             clip_grad_norm, clip_grad_value, record_grad_norms):
+        _check_in_dtype(self.optimizer, self.dtype)
         X, T, labels = self._prepare(X, y)
         n = X.shape[0]
         epochs = _checks.integer(epochs, "epochs", minimum=0)
@@ -255,12 +349,7 @@ class Sequential:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ValueError("validation_data must be a pair (X_val, y_val)")
             validation = self._prepare(*validation_data, x_name="X_val", y_name="y_val")
-        callbacks = list(callbacks) if callbacks is not None else []
-        for cb in callbacks:
-            if not (callable(cb) or any(hasattr(cb, m) for m in
-                                        ("on_epoch_end", "on_epoch_begin", "on_train_begin", "on_train_end"))):
-                raise TypeError(f"callbacks must be callables or objects with on_epoch_end(...), "
-                                f"got {type(cb).__name__}")
+        callbacks = _checked_callbacks(callbacks)
 
         ipe = iterations_per_epoch(n, batch_size, drop_last)
         sizes = batch_sizes(n, batch_size, drop_last)
@@ -271,97 +360,142 @@ class Sequential:
 
         memory = self._backend.memory
         data = self._upload(X, T, labels)
-        ws = self._workspace(batch_size)
         stats = memory.zeros((ipe, codes.STAT_NORMS + len(self.plan.dense)), np.float64)
         chunk = max(1, -(-ipe // PROGRESS_STEPS)) if verbose == 1 else ipe
         per_sample = self.loss.correct_per_sample(self.plan.n_out)
         identity = np.arange(n, dtype=np.int64)
+        snapshot = _Snapshot(self)
 
         self.stop_training = False
         _callback(callbacks, "on_train_begin", {})
-        for epoch in range(epochs):
-            _callback(callbacks, "on_epoch_begin", {}, epoch)
-            started = time.perf_counter()
-            order = memory.asarray(self._shuffle_rng.permutation(n) if shuffle else identity)
-            bar = _progress(verbose, ipe, epoch, epochs)
-            for first in range(0, ipe, chunk):
-                n_iter = min(chunk, ipe - first)
-                done = self._train_batches(data, order, n_rows, batch_size, first, n_iter, ws,
-                                           stats[first:first + n_iter], clip)
-                if done < n_iter:
+        with self._workspace(batch_size) as ws:
+            for epoch in range(epochs):
+                _callback(callbacks, "on_epoch_begin", {}, epoch)
+                started = time.perf_counter()
+                snapshot.take()
+                bar = None
+                try:
+                    order = memory.asarray(self._shuffle_rng.permutation(n) if shuffle else identity)
+                    bar = _progress(verbose, ipe, epoch, epochs)
+                    for first in range(0, ipe, chunk):
+                        n_iter = min(chunk, ipe - first)
+                        done = self._train_batches(data, order, n_rows, batch_size, first, n_iter, ws,
+                                                   stats[first:first + n_iter], clip)
+                        if done < n_iter:
+                            self._diverged(stats, history, epoch, first + done, ipe, snapshot,
+                                           lambda k: self._train_batches(data, order, n_rows,
+                                                                         batch_size, 0, k, ws,
+                                                                         stats[:k], clip))
+                        if bar is not None:
+                            seen = memory.to_host(stats[:first + n_iter])
+                            w = sizes[:first + n_iter]
+                            bar.set_postfix(loss=f"{np.dot(w, seen[:, codes.STAT_LOSS]) / w.sum():.4f}",
+                                            refresh=False)
+                            bar.update(n_iter)
+                    host = memory.to_host(stats)
+                    logs = {"loss": np.dot(sizes, host[:, codes.STAT_LOSS]) / n_rows}
+                    if self.loss.has_accuracy:
+                        logs["accuracy"] = host[:, codes.STAT_CORRECT].sum() / (n_rows * per_sample)
+                    if validation is not None:
+                        logs.update({f"val_{k}": v for k, v in
+                                     self._evaluate(*validation, EVAL_BATCH).items()})
+                    norms = host[:, codes.STAT_NORMS:]
+                    history.record_iterations(host[:, codes.STAT_LOSS], norms)
+                    history.record_epoch(logs, norms.mean(axis=0))
+                    self.epochs_trained += 1
+                except NonFiniteError:
+                    raise
+                except BaseException:
+                    # Ctrl-C (or anything else) inside the epoch: undo the whole epoch, so that
+                    # the weights, the optimizer's state and step count, the generator and
+                    # epochs_trained agree again
+                    snapshot.restore()
+                    raise
+                finally:
                     if bar is not None:
                         bar.close()
-                    self._diverged(stats, history, epoch, first + done, ipe)
-                if bar is not None:
-                    seen = memory.to_host(stats[:first + n_iter])
-                    w = sizes[:first + n_iter]
-                    bar.set_postfix(loss=f"{np.dot(w, seen[:, codes.STAT_LOSS]) / w.sum():.4f}",
-                                    refresh=False)
-                    bar.update(n_iter)
-            host = memory.to_host(stats)
-            logs = {"loss": np.dot(sizes, host[:, codes.STAT_LOSS]) / n_rows}
-            if self.loss.has_accuracy:
-                logs["accuracy"] = host[:, codes.STAT_CORRECT].sum() / (n_rows * per_sample)
-            if validation is not None:
-                logs.update({f"val_{k}": v for k, v in self._evaluate(*validation, EVAL_BATCH).items()})
-            norms = host[:, codes.STAT_NORMS:]
-            history.record_iterations(host[:, codes.STAT_LOSS], norms)
-            history.record_epoch(logs, norms.mean(axis=0))
-            self.epochs_trained += 1
-            if bar is not None:
-                bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()}, refresh=False)
-                bar.close()
-            elif verbose >= 2:
-                metrics = " - ".join(f"{k} {v:.4f}" for k, v in logs.items())
-                print(f"Epoch {epoch + 1}/{epochs} - {ipe} iterations - {metrics} "
-                      f"({time.perf_counter() - started:.2f} s)")
-            _callback(callbacks, "on_epoch_end", logs, epoch)
-            if self.stop_training:
-                break
+                if verbose >= 2:
+                    metrics = " - ".join(f"{k} {v:.4f}" for k, v in logs.items())
+                    print(f"Epoch {epoch + 1}/{epochs} - {ipe} iterations - {metrics} "
+                          f"({time.perf_counter() - started:.2f} s)")
+                _callback(callbacks, "on_epoch_end", logs, epoch)
+                if self.stop_training:
+                    break
         _callback(callbacks, "on_train_end", {})
         return history
 
-    def _diverged(self, stats, history, epoch, iteration, ipe):
+    def _diverged(self, stats, history, epoch, iteration, ipe, snapshot, replay):
+        """Raise NonFiniteError for the iteration ``iteration`` (of the epoch, or of
+        train_step when epoch is None) that stopped the compiled loop. When its update was
+        made (a parameter or the optimizer state turned non-finite), first undo it: back
+        to the snapshot of the epoch's start, then replay the ``iteration`` iterations
+        before it, which gives the same bits as before (the loop is deterministic)."""
         host = self._backend.memory.to_host(stats)
-        history.record_iterations(host[:iteration, codes.STAT_LOSS], host[:iteration, codes.STAT_NORMS:])
+        status = int(host[iteration, codes.STAT_STATUS])
         loss = float(host[iteration, codes.STAT_LOSS])
+        if status in (codes.STATUS_UPDATE, codes.STATUS_STATE):
+            snapshot.restore(rng=False)
+            if iteration:
+                replay(iteration)
+        history.record_iterations(host[:iteration, codes.STAT_LOSS], host[:iteration, codes.STAT_NORMS:])
+        kind = codes.STATUS_NAMES.get(status, "loss")
         where = f"epoch {epoch + 1}, iteration {iteration + 1} of {ipe}" if epoch is not None \
             else "train_step"
+        what = {
+            "loss": f"the batch loss is {loss:g}",
+            "gradient": f"the gradient is not finite (batch loss {loss:g})",
+            "update": "its update would make a parameter NaN or infinite",
+            "optimizer state": (f"its update would make the optimizer state "
+                                f"({', '.join(self.optimizer.slots)}) NaN or infinite"),
+        }[kind]
         raise NonFiniteError(
-            f"training diverged at {where}: the batch loss is {loss:g} or the gradient is not finite. "
-            f"That update was not made: the model keeps the weights from before it. "
-            f"Try a smaller learning rate (lr={self.optimizer.lr:g}), clip_grad_norm, or check the data.",
+            f"training diverged at {where}: {what}. That update was not kept: the model keeps the "
+            f"weights, optimizer state and step count from before it. Try a smaller learning rate "
+            f"(lr={self.optimizer.lr:g}), clip_grad_norm, or check the data.",
             epoch=None if epoch is None else epoch + 1, iteration=iteration + 1, loss=loss,
-            history=history)
+            history=history, kind=kind)
 
     def train_step(self, X_batch, y_batch):
         """One iteration on this batch: forward, backward, one optimizer update.
 
-        Returns the batch's mean loss before the update, as a float.
+        Returns the batch's mean loss before the update, as a float. A NaN or
+        infinite loss, gradient, update or optimizer state raises NonFiniteError
+        and leaves the model as it was, as does an interruption.
         """
         self._require_compiled("train_step")
-        X, T, labels = self._prepare(X_batch, y_batch, "X_batch", "y_batch")
-        n = X.shape[0]
-        memory = self._backend.memory
-        stats = memory.zeros((1, codes.STAT_NORMS + len(self.plan.dense)), np.float64)
-        order = memory.asarray(np.arange(n, dtype=np.int64))
-        done = self._train_batches(self._upload(X, T, labels), order, n, n, 0, 1, self._workspace(n),
-                                   stats, self._clip_limits(None, None))
-        if done == 0:
-            self._diverged(stats, History(n, n, 1, self.plan.dense_names, False), None, 0, 1)
-        return float(memory.to_host(stats)[0, codes.STAT_LOSS])
+        with self._exclusive_training("train_step"):
+            _check_in_dtype(self.optimizer, self.dtype)
+            X, T, labels = self._prepare(X_batch, y_batch, "X_batch", "y_batch")
+            n = X.shape[0]
+            memory = self._backend.memory
+            stats = memory.zeros((1, codes.STAT_NORMS + len(self.plan.dense)), np.float64)
+            order = memory.asarray(np.arange(n, dtype=np.int64))
+            snapshot = _Snapshot(self)
+            snapshot.take()
+            with self._workspace(n) as ws:
+                try:
+                    done = self._train_batches(self._upload(X, T, labels), order, n, n, 0, 1, ws,
+                                               stats, self._clip_limits(None, None))
+                except BaseException:
+                    snapshot.restore()
+                    raise
+            if done == 0:
+                self._diverged(stats, History(n, n, 1, self.plan.dense_names, False), None, 0, 1,
+                               snapshot, None)
+            return float(memory.to_host(stats)[0, codes.STAT_LOSS])
 
     def gradients(self, X, y):
         """Gradients of the mean loss over (X, y) with respect to each parameter,
         in ``get_weights()`` order, without updating anything."""
         self._require_compiled("gradients")
         X, T, labels = self._prepare(X, y)
-        ws = self._workspace(X.shape[0])
         x, t, lab = self._upload(X, T, labels)
-        self._backend.network.loss_and_gradients(
-            self.plan.blocks, self.plan.alphas, self._params, self._grads, self.loss.code, x, t, lab,
-            ws.acts, ws.deltas, ws.result)
-        host = self._backend.memory.to_host(self._grads)
+        grads = self._backend.memory.zeros(self.plan.n_params, self.dtype)  # this call's own
+        with self._workspace(X.shape[0]) as ws:
+            self._backend.network.loss_and_gradients(
+                self.plan.blocks, self.plan.alphas, self._params, grads, self.loss.code, x, t, lab,
+                ws.acts, ws.deltas, ws.result)
+        host = self._backend.memory.to_host(grads)
         return [g.copy() for g in self.plan.split(host)]
 
     # ---- inference -----------------------------------------------------------------------------
@@ -374,20 +508,20 @@ class Sequential:
         network, memory, plan = self._backend.network, self._backend.memory, self.plan
         n = X.shape[0]
         rows, chunks = self._chunks(n, batch_size)
-        ws = self._workspace(rows)
         x_all, t_all, l_all = self._upload(X, T, labels)
         last = plan.blocks.shape[0] - 1
         loss_sum, correct = 0.0, 0.0
-        for a, b in chunks:
-            x = x_all[a:b]
-            network.forward(plan.blocks, plan.alphas, self._params, x, ws.acts)
-            self._backend.losses.loss_forward_backward(
-                self.loss.code, network.block_view(plan.blocks, last, ws.acts, rows, b - a),
-                t_all[a:b] if t_all.shape[0] else t_all, l_all[a:b] if l_all.shape[0] else l_all,
-                network.block_view(plan.blocks, last, ws.deltas, rows, b - a), ws.result)
-            result = memory.to_host(ws.result)
-            loss_sum += result[0] * (b - a)
-            correct += result[1]
+        with self._workspace(rows) as ws:
+            for a, b in chunks:
+                x = x_all[a:b]
+                network.forward(plan.blocks, plan.alphas, self._params, x, ws.acts)
+                self._backend.losses.loss_forward_backward(
+                    self.loss.code, network.block_view(plan.blocks, last, ws.acts, rows, b - a),
+                    t_all[a:b] if t_all.shape[0] else t_all, l_all[a:b] if l_all.shape[0] else l_all,
+                    network.block_view(plan.blocks, last, ws.deltas, rows, b - a), ws.result)
+                result = memory.to_host(ws.result)
+                loss_sum += result[0] * (b - a)
+                correct += result[1]
         metrics = {"loss": loss_sum / n}
         if self.loss.has_accuracy:
             metrics["accuracy"] = correct / (n * self.loss.correct_per_sample(plan.n_out))
@@ -406,13 +540,13 @@ class Sequential:
         X = _checks.array_2d(X, "X", self.plan.n_in, "the first Dense layer", self.dtype)
         network, memory, plan = self._backend.network, self._backend.memory, self.plan
         rows, chunks = self._chunks(X.shape[0], batch_size)
-        ws = self._workspace(rows)
         x_all = memory.asarray(X)
         out = np.empty((X.shape[0], plan.n_out), self.dtype)
         last = plan.blocks.shape[0] - 1
-        for a, b in chunks:
-            network.forward(plan.blocks, plan.alphas, self._params, x_all[a:b], ws.acts)
-            out[a:b] = memory.to_host(network.block_view(plan.blocks, last, ws.acts, rows, b - a))
+        with self._workspace(rows) as ws:
+            for a, b in chunks:
+                network.forward(plan.blocks, plan.alphas, self._params, x_all[a:b], ws.acts)
+                out[a:b] = memory.to_host(network.block_view(plan.blocks, last, ws.acts, rows, b - a))
         return out if self.loss is None else self.loss.output_transform(out)
 
     # ---- persistence ---------------------------------------------------------------------------
@@ -422,6 +556,48 @@ class Sequential:
         from .persistence import save_model
 
         save_model(self, path)
+
+
+def _check_in_dtype(optimizer, dtype):
+    """Refuse hyperparameters that are finite as Python floats but not in the model's
+    dtype (lr=1e39 is inf in float32), and eps that a float32 model would round to 0."""
+    for name, value in optimizer.hyperparameters().items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        with np.errstate(over="ignore", under="ignore"):
+            cast = dtype.type(value)
+        if not np.isfinite(cast):
+            raise ValueError(f"{name}={value:g} is not finite in {dtype.name}, the model's dtype "
+                             f"(its largest number is {np.finfo(dtype).max:.3g})")
+        if name == "eps" and cast == 0:
+            raise ValueError(f"eps={value:g} is 0 in {dtype.name}, the model's dtype, and eps "
+                             f"divides: use at least {np.finfo(dtype).tiny:.3g}")
+
+
+_HOOKS = {"on_train_begin": 1, "on_epoch_begin": 2, "on_epoch_end": 2, "on_train_end": 1}
+
+
+def _checked_callbacks(callbacks):
+    """The callbacks as a list, each hook checked to accept the arguments fit will pass
+    (logs, or epoch and logs), so a wrong signature fails before any training."""
+    callbacks = list(callbacks) if callbacks is not None else []
+    for cb in callbacks:
+        hooks = [m for m in _HOOKS if callable(getattr(cb, m, None))]
+        if not hooks and not callable(cb):
+            raise TypeError(f"callbacks must be callables f(epoch, logs) or objects with "
+                            f"on_epoch_end(epoch, logs) ..., got {type(cb).__name__}")
+        for method, fn in ([(m, getattr(cb, m)) for m in hooks] or [("on_epoch_end", cb)]):
+            try:
+                signature = inspect.signature(fn)
+            except (TypeError, ValueError):
+                continue  # a builtin without a signature: trust it
+            try:
+                signature.bind(*range(_HOOKS[method]))
+            except TypeError as exc:
+                args = "logs" if _HOOKS[method] == 1 else "epoch, logs"
+                raise TypeError(f"callback {cb!r}: {method} must accept ({args}), but its "
+                                f"signature is {signature}: {exc}") from None
+    return callbacks
 
 
 def _callback(callbacks, method, logs, epoch=None):

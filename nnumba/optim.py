@@ -182,7 +182,7 @@ class RMSprop(Optimizer):
                  clip_grad_value=None):
         super().__init__(lr, clip_grad_norm, clip_grad_value)
         self.beta = _checks.real(beta, "beta", low=0.0, high=1.0, high_open=True)
-        self.eps = _checks.real(eps, "eps", low=0.0)
+        self.eps = _checks.positive(eps, "eps")  # it divides: 0 gives 0/0 on a zero gradient
         self.eps_inside_sqrt = _checks.boolean(eps_inside_sqrt, "eps_inside_sqrt")
 
     def hyperparameters(self):
@@ -214,7 +214,7 @@ class Adam(Optimizer):
         super().__init__(lr, clip_grad_norm, clip_grad_value)
         self.beta1 = _checks.real(beta1, "beta1", low=0.0, high=1.0, high_open=True)
         self.beta2 = _checks.real(beta2, "beta2", low=0.0, high=1.0, high_open=True)
-        self.eps = _checks.real(eps, "eps", low=0.0)
+        self.eps = _checks.positive(eps, "eps")  # it divides: 0 gives 0/0 on a zero gradient
 
     def hyperparameters(self):
         return {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps,

@@ -347,7 +347,7 @@ def _train(backend_net, to, p, loss, opt, order, n_rows, batch, first, n_iter, c
     ws = [to(np.zeros((rows, plan.n_in), dtype)), to(np.zeros((rows, plan.n_out), dtype)),
           to(np.zeros(rows, np.int64)), to(np.zeros(rows * plan.width, dtype)),
           to(np.zeros(rows * plan.width, dtype))]
-    stats = to(np.zeros((n_iter, 2 + 3)))
+    stats = to(np.zeros((n_iter, codes.STAT_NORMS + 3)))
     grads = to(np.zeros(plan.n_params, dtype))
     done = backend_net.train_batches(plan.blocks, plan.alphas, params, grads,
                                      loss, to(p["X"]), to(T), to(labels), to(order), n_rows, batch,

@@ -41,7 +41,17 @@ N_COLS = 7
 # columns of the per-iteration statistics table written by train_batches
 STAT_LOSS = 0     # mean loss of the batch, before the update
 STAT_CORRECT = 1  # number of correct predictions in the batch (0 for mse)
-STAT_NORMS = 2    # from here on: L2 norm of each Dense layer's weight gradient
+STAT_STATUS = 2   # why the iteration stopped the call (a STATUS_* code; 0 when it did not)
+STAT_NORMS = 3    # from here on: L2 norm of each Dense layer's weight gradient
+
+# STAT_STATUS values: what turned NaN or infinite first in an iteration that stopped
+STATUS_OK = 0
+STATUS_LOSS = 1      # the batch loss: no update was made
+STATUS_GRADIENT = 2  # the gradient (its global norm): no update was made
+STATUS_UPDATE = 3    # a parameter after the update: the update was made and must be undone
+STATUS_STATE = 4     # the optimizer state after the update: likewise
+STATUS_NAMES = {STATUS_LOSS: "loss", STATUS_GRADIENT: "gradient", STATUS_UPDATE: "update",
+                STATUS_STATE: "optimizer state"}
 
 # slots of the float64 hyperparameter vector handed to optimizer_step
 HP_LR = 0

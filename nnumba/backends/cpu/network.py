@@ -11,12 +11,13 @@ Inside jitted code the views of blocks, weights and biases are borrowed
 small network's iteration.
 """
 import math
+import threading
 
 import numpy as np
 from numba import njit
 
 from ..codes import (ACT, B_OFF, COL, CROSS_ENTROPY, HAS_DENSE, N_IN, N_OUT, STAT_LOSS, STAT_NORMS,
-                     W_OFF)
+                     STAT_STATUS, STATUS_GRADIENT, STATUS_LOSS, STATUS_OK, W_OFF)
 from ..reference import network as _ref
 from ._config import (BLAS_THREADED_MIN_FLOPS, INLINE, KERNEL, OUTER_PRODUCT_MAX_ROWS,
                       OUTER_PRODUCT_MIN_PARAMS, REDUCTION, SMALL_MATMUL_FLOPS)
@@ -191,9 +192,11 @@ def outer_steps(blocks, params, grads, x, acts, deltas, opt, state, hp, t, norm,
                 clip_value):
     """The optimizer step of a batch whose weight gradients were not formed: each W from
     its block's input and dz (``optim.outer_product_step``), each b from grads, both
-    clipped as ``clip_by_norm`` and ``clip_by_value`` would."""
+    clipped as ``clip_by_norm`` and ``clip_by_value`` would. Returns the verdict on
+    what the steps wrote (``optim.optimizer_step``)."""
     rows, n = _workspace_rows(blocks, acts), x.shape[0]
     coef = clip_norm / (norm + 1e-6) if math.isfinite(clip_norm) else 1.0
+    status = STATUS_OK
     inp = x
     for i in range(blocks.shape[0]):
         if blocks[i, HAS_DENSE]:
@@ -201,8 +204,9 @@ def outer_steps(blocks, params, grads, x, acts, deltas, opt, state, hp, t, norm,
             off = blocks[i, W_OFF]
             s0, s1 = state_rows(opt, w, state, off, off + w.shape[0])
             # the first row of this W's gradient buffer, unused here, holds each row of x^T dz
-            outer_product_step(opt, w, inp, _block_view(blocks, i, deltas, rows, n), coef,
-                               clip_value, s0, s1, hp, t, flat_view(grads, off, blocks[i, N_OUT]))
+            status = max(status, outer_product_step(
+                opt, w, inp, _block_view(blocks, i, deltas, rows, n), coef, clip_value, s0, s1, hp,
+                t, flat_view(grads, off, blocks[i, N_OUT])))
             off = blocks[i, B_OFF]
             if off >= 0:
                 b, gb = _bias_view(blocks, i, params), _bias_view(blocks, i, grads)
@@ -211,8 +215,9 @@ def outer_steps(blocks, params, grads, x, acts, deltas, opt, state, hp, t, norm,
                 if math.isfinite(clip_value):
                     clip_by_value(gb, clip_value)
                 s0, s1 = state_rows(opt, b, state, off, off + b.shape[0])
-                step_serial(opt, b, gb, s0, s1, hp, t)
+                status = max(status, step_serial(opt, b, gb, s0, s1, hp, t))
         inp = _block_view(blocks, i, acts, rows, n)
+    return status
 
 
 @njit(**KERNEL)
@@ -325,15 +330,22 @@ def _train_batches(blocks, alphas, params, grads, loss, X, T, labels, order, n_r
             norm = outer_gradient_norms(blocks, grads, x, acts, deltas, row[STAT_NORMS:], scratch)
         else:
             norm = gradient_norms(blocks, grads, row[STAT_NORMS:], scratch)
-        if not (math.isfinite(row[STAT_LOSS]) and math.isfinite(norm)):
+        if not math.isfinite(row[STAT_LOSS]):
+            row[STAT_STATUS] = STATUS_LOSS
+            return j
+        if not math.isfinite(norm):
+            row[STAT_STATUS] = STATUS_GRADIENT
             return j
         if on_the_fly:
-            outer_steps(blocks, params, grads, x, acts, deltas, opt, state, hp, t + j + 1, norm,
-                        clip_norm, clip_value)
+            status = outer_steps(blocks, params, grads, x, acts, deltas, opt, state, hp, t + j + 1,
+                                 norm, clip_norm, clip_value)
         else:
             if math.isfinite(clip_norm):
                 clip_by_norm(grads, norm, clip_norm)
             if math.isfinite(clip_value):
                 clip_by_value(grads, clip_value)
-            optimizer_step(opt, params, grads, state, hp, t + j + 1)
+            status = optimizer_step(opt, params, grads, state, hp, t + j + 1)
+        row[STAT_STATUS] = status
+        if status != STATUS_OK:
+            return j
     return n_iter

@@ -13,7 +13,8 @@ to memory.
 import numpy as np
 from numba import njit, prange
 
-from ..codes import ADAM, HP_BETA1, HP_BETA2, HP_EPS, HP_EPS_INSIDE, HP_LR, MOMENTUM, N_HP, RMSPROP, SGD
+from ..codes import (ADAM, HP_BETA1, HP_BETA2, HP_EPS, HP_EPS_INSIDE, HP_LR, MOMENTUM, N_HP, RMSPROP,
+                     SGD, STATUS_OK, STATUS_STATE, STATUS_UPDATE)
 from ._config import INLINE, KERNEL, PARALLEL, PARALLEL_MIN_SIZE
 from ._views import flat_view
 
@@ -71,24 +72,49 @@ def _adam(i, w, gi, m, v, step_size, beta1, beta2, eps_hat, one):
 
 @njit(**KERNEL)
 def step_serial(opt, w, g, s0, s1, hp, t):
-    _loops(opt, w, g, s0, s1, constants(w, hp, t))
+    return _loops(opt, w, g, s0, s1, constants(w, hp, t))
+
+
+@njit(**INLINE)
+def finite(a, big):
+    """|a| <= the dtype's largest number: False for inf and NaN (NaN compares false)."""
+    return abs(a) <= big
+
+
+@njit(**INLINE)
+def verdict(ok_w, ok_s):
+    """The STATUS_* code of a step whose parameters (ok_w) and state (ok_s) stayed finite."""
+    return STATUS_STATE if not ok_s else (STATUS_OK if ok_w else STATUS_UPDATE)
 
 
 @njit(**KERNEL)
 def _loops(opt, w, g, s0, s1, c):
+    """One step of every element; returns the verdict on what it wrote (STATUS_OK,
+    STATUS_UPDATE or STATUS_STATE). The checks are and-reductions in the same pass:
+    no extra memory traffic, and they vectorise with the loop."""
     lr, beta1, beta2, eps, inside, step_size, eps_hat, one = c
+    big = np.finfo(w.dtype).max
+    ok_w = ok_s = True
     if opt == SGD:
         for i in range(w.shape[0]):
             _sgd(i, w, g[i], lr)
+            ok_w &= finite(w[i], big)
     elif opt == MOMENTUM:
         for i in range(w.shape[0]):
             _momentum(i, w, g[i], s0, lr, beta1, one)
+            ok_w &= finite(w[i], big)
+            ok_s &= finite(s0[i], big)
     elif opt == RMSPROP:
         for i in range(w.shape[0]):
             _rmsprop(i, w, g[i], s0, lr, beta1, eps, inside, one)
+            ok_w &= finite(w[i], big)
+            ok_s &= finite(s0[i], big)
     elif opt == ADAM:
         for i in range(w.shape[0]):
             _adam(i, w, g[i], s0, s1, step_size, beta1, beta2, eps_hat, one)
+            ok_w &= finite(w[i], big)
+            ok_s &= finite(s0[i], big) & finite(s1[i], big)
+    return verdict(ok_w, ok_s)
 
 
 @njit(**PARALLEL)
@@ -150,9 +176,10 @@ def state_rows(opt, w, state, start, stop):
 
 @njit(**KERNEL)
 def optimizer_step(opt, w, g, state, hp, t):
-    """One step of the optimizer with code ``opt`` (see the reference twin), serial."""
+    """One step of the optimizer with code ``opt`` (see the reference twin), serial;
+    returns the verdict on what it wrote (STATUS_OK, STATUS_UPDATE or STATUS_STATE)."""
     s0, s1 = state_rows(opt, w, state, 0, w.shape[0])
-    step_serial(opt, w, g, s0, s1, hp, t)
+    return step_serial(opt, w, g, s0, s1, hp, t)
 
 
 @njit(**KERNEL)
@@ -161,8 +188,10 @@ def outer_product_step(opt, w, x, dz, coef, clip_value, s0, s1, hp, t, row):
     x: (n, n_in) and dz: (n, n_out). Each row of the gradient is formed in ``row``
     (n_out elements, so it stays in the L1 cache) in the order of ``matmul_tn``'s
     loop, scaled by ``coef`` (clipping by norm, when below 1), clamped to
-    +-clip_value (when finite), then used by the step of that row of w."""
+    +-clip_value (when finite), then used by the step of that row of w. Returns the
+    verdict of the rows' steps (``optimizer_step``)."""
     c = constants(w, hp, t)
+    status = STATUS_OK
     n, n_in = x.shape
     n_out = dz.shape[1]
     k = w.dtype.type(coef)
@@ -183,5 +212,6 @@ def outer_product_step(opt, w, x, dz, coef, clip_value, s0, s1, hp, t, row):
             for j in range(n_out):
                 row[j] = min(max(row[j], -limit), limit)
         lo = p * n_out  # borrowed views of the row: a slice per row cost more than its step
-        _loops(opt, flat_view(w, lo, n_out), row, flat_view(s0, lo, n_out),
-               flat_view(s1, lo, n_out), c)
+        status = max(status, _loops(opt, flat_view(w, lo, n_out), row, flat_view(s0, lo, n_out),
+                                    flat_view(s1, lo, n_out), c))
+    return status

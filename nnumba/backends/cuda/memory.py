@@ -61,6 +61,12 @@ def copy_from_host(dst, src):
         dst.copy_to_device(src)
 
 
+def copy_into(dst, src):
+    """dst[...] = src, for two device arrays of the same shape (a copy on the device)."""
+    if dst.size:
+        dst.copy_to_device(src)
+
+
 def flat(a):
     """The contiguous device array a as a 1-D view (no copy)."""
     return a if a.ndim == 1 else a.reshape(a.size)

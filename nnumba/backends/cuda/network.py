@@ -34,14 +34,15 @@ import numpy as np
 from numba import cuda, float64
 
 from ..codes import (ACT, ADAM, B_OFF, COL, CROSS_ENTROPY, HAS_DENSE, HP_BETA1, HP_BETA2, HP_EPS, HP_LR,
-                     IDENTITY, MSE, N_IN, N_OUT, STAT_CORRECT, STAT_LOSS, STAT_NORMS, W_OFF)
+                     IDENTITY, MSE, N_IN, N_OUT, STAT_CORRECT, STAT_LOSS, STAT_NORMS, STAT_STATUS,
+                     STATUS_GRADIENT, STATUS_LOSS, STATUS_OK, STATUS_STATE, STATUS_UPDATE, W_OFF)
 from ..reference.optim import adam_bias_corrections
 from . import _config as cfg
 from . import activations, dense, losses
 from .activations import apply, derivative
 from .gradients import block_sum, block_sum2, clamp, partial_blocks
 from .memory import flat, scratch
-from .optim import hyperparameters, update
+from .optim import element_status, hyperparameters, update
 
 
 # ---- views -----------------------------------------------------------------------------------
@@ -181,7 +182,9 @@ def _norms_finish_kernel(tpb):
         """One block folds partial[s, :count] for each segment s in turn (W_0, b_0, W_1, ...):
         out[base + k] = the square root for the k-th weight segment, and sq[0] = the sum of
         all segments in that order (the reference's global norm squared). With j >= 0,
-        halt[0] = j + 1 unless out[loss_at] and sq[0] are finite (or halt is already up)."""
+        halt[0] = j + 1 unless out[loss_at] and sq[0] are finite (or halt is already up),
+        and the iteration's STAT_STATUS cell (of the row whose loss is out[loss_at]) says
+        which was not."""
         buf = cuda.shared.array(tpb, float64)
         tid = cuda.threadIdx.x
         k = 0
@@ -200,7 +203,11 @@ def _norms_finish_kernel(tpb):
         if tid == 0:
             sq[0] = total
             if j >= 0 and halt[0] == 0:
-                if not (math.isfinite(out[loss_at]) and math.isfinite(total)):
+                if not math.isfinite(out[loss_at]):
+                    out[loss_at + STAT_STATUS - STAT_LOSS] = STATUS_LOSS
+                    halt[0] = j + 1
+                elif not math.isfinite(total):
+                    out[loss_at + STAT_STATUS - STAT_LOSS] = STATUS_GRADIENT
                     halt[0] = j + 1
 
     return norms_finish_kernel
@@ -208,10 +215,14 @@ def _norms_finish_kernel(tpb):
 
 @cuda.jit(**cfg.kernel())
 def guarded_update_kernel(opt, w, g, state, halt, sq, do_clip_norm, clip_norm, do_clip_value,
-                          clip_value, lr, beta1, beta2, eps, inside, step_size, eps_hat):
+                          clip_value, lr, beta1, beta2, eps, inside, step_size, eps_hat, big, bad,
+                          j):
     """Unless halt[0] is up: clip g (to the global norm sqrt(sq[0]) <= clip_norm, then
     each component to +-clip_value, as the reference's clip_by_norm and clip_by_value)
-    and make one step of optimizer ``opt``."""
+    and make one step of optimizer ``opt`` (iteration j of the call). An element the
+    step left NaN or infinite raises halt to j + 1 and sets bad[0] (a parameter) or
+    bad[1] (optimizer state); every writer writes the same value, so no atomics. Blocks
+    that start later then skip their share: the caller rolls the whole step back."""
     if halt[0] != 0:
         return
     one = w.dtype.type(1)
@@ -231,6 +242,23 @@ def guarded_update_kernel(opt, w, g, state, halt, sq, do_clip_norm, clip_norm, d
         if scale or do_clip_value:
             g[i] = gi
         update(opt, i, w, gi, state, lr, beta1, beta2, eps, inside, step_size, eps_hat, one)
+        status = element_status(opt, i, w, state, big)
+        if status != STATUS_OK:
+            bad[status - STATUS_UPDATE] = 1
+            halt[0] = j + 1
+
+
+def _stop_reason(halt, bad, stats, n_iter):
+    """The per-layer path's ending: the number of iterations completed, with the
+    STAT_STATUS of a step the update kernel flagged written into stats."""
+    stopped = int(halt.copy_to_host()[0])
+    if not stopped:
+        return n_iter
+    flags = bad.copy_to_host()
+    if flags.any():
+        status = STATUS_STATE if flags[1] else STATUS_UPDATE
+        stats[stopped - 1, STAT_STATUS:STAT_STATUS + 1].copy_to_device(np.array([float(status)]))
+    return stopped - 1
 
 
 # ---- the network, layer by layer ---------------------------------------------------------------
@@ -375,6 +403,9 @@ def _train_layers(blocks, alphas, params, grads, loss, X, T, labels, order, n_ro
     table = _corrections(opt, hp, t, n_iter, dtype)
     halt = scratch("halt", 1, np.int64)
     halt.copy_to_device(np.zeros(1, np.int64))
+    bad = scratch("bad_step", 2, np.int64)
+    bad.copy_to_device(np.zeros(2, np.int64))
+    big = dtype.type(np.finfo(dtype).max)
     sq = scratch("sum_of_squares_total", 1, np.float64)
     stats_flat, n_cols = flat(stats), stats.shape[1]
     rows, last = workspace_rows(blocks, acts), blocks.shape[0] - 1
@@ -399,9 +430,8 @@ def _train_layers(blocks, alphas, params, grads, loss, X, T, labels, order, n_ro
                j * n_cols + STAT_LOSS, j)
         guarded_update_kernel[cfg.grid(params.shape[0]), cfg.TPB](
             int(opt), params, grads, state, halt, sq, do_norm, clip_norm, do_value, clip_value, lr,
-            beta1, beta2, eps, inside, table[j, 0], table[j, 1])
-    stopped = int(halt.copy_to_host()[0])
-    return stopped - 1 if stopped else n_iter
+            beta1, beta2, eps, inside, table[j, 0], table[j, 1], big, bad, j)
+    return _stop_reason(halt, bad, stats, n_iter)
 
 
 @functools.lru_cache(maxsize=None)
@@ -492,10 +522,11 @@ def _fused_kernel(tpb, rows_per_thread):
     def train_fused_kernel(blocks, alphas, params, grads, loss, X, T, labels, order, n_rows,
                            batch_size, first, n_iter, opt, state, lr, beta1, beta2, eps, inside,
                            corrections, do_clip_norm, clip_norm, do_clip_value, clip_value, xb, tb,
-                           lb, acts, deltas, stats, done):
+                           lb, acts, deltas, stats, done, big):
         """train_batches in one block: see the module docstring. xb, tb: flat workspaces;
         alphas in the data's dtype; corrections: Adam's (step size, sqrt(1 - beta2^t)) per
-        iteration; done[0] receives the number of iterations completed."""
+        iteration; done[0] receives the number of iterations completed; big: the dtype's
+        largest number (a step that leaves anything larger, or NaN, stops the loop)."""
         buf = cuda.shared.array(tpb, float64)
         buf2 = cuda.shared.array(tpb, float64)
         tid = cuda.threadIdx.x
@@ -652,6 +683,9 @@ def _fused_kernel(tpb, rows_per_thread):
                     kd += 1
             if not (math.isfinite(loss_value) and math.isfinite(sq)):
                 completed = j  # every thread sees the same sums, so all leave together
+                if tid == 0:
+                    stats[j, STAT_STATUS] = STATUS_LOSS if not math.isfinite(loss_value) \
+                        else STATUS_GRADIENT
                 break
 
             # clipping and the optimizer step, element by element
@@ -664,6 +698,8 @@ def _fused_kernel(tpb, rows_per_thread):
                     coef = dt.type(cf)
             step_size = corrections[j, 0]
             eps_hat = corrections[j, 1]
+            bad_w = 0.0
+            bad_s = 0.0
             for e in range(tid, n_params, tpb):
                 gi = grads[e]
                 if scale_g:
@@ -674,7 +710,19 @@ def _fused_kernel(tpb, rows_per_thread):
                     grads[e] = gi
                 update(opt, e, params, gi, state, lr, beta1, beta2, eps, inside, step_size,
                        eps_hat, one)
-            cuda.syncthreads()
+                status = element_status(opt, e, params, state, big)
+                if status == STATUS_UPDATE:
+                    bad_w += 1.0
+                elif status == STATUS_STATE:
+                    bad_s += 1.0
+            buf[tid] = bad_w
+            buf2[tid] = bad_s
+            n_bad_w, n_bad_s = block_sum2(buf, buf2, tid, tpb)  # the same totals in every thread
+            if n_bad_w + n_bad_s > 0.0:
+                completed = j
+                if tid == 0:
+                    stats[j, STAT_STATUS] = STATUS_STATE if n_bad_s > 0.0 else STATUS_UPDATE
+                break
         if tid == 0:
             done[0] = completed
 
@@ -712,7 +760,7 @@ def _train_fused(blocks, alphas, params, grads, loss, X, T, labels, order, n_row
         _nonempty(labels, "no_labels"), order, int(n_rows), int(batch_size), int(first),
         int(n_iter), int(opt), _nonempty(state, "no_state"), lr, beta1, beta2, eps, inside,
         corrections, do_norm, clip_norm, do_value, clip_value, flat(xb), flat(tb), lb, acts,
-        deltas, stats, done)
+        deltas, stats, done, dtype.type(np.finfo(dtype).max))
     return int(done.copy_to_host()[0])
 
 

@@ -14,12 +14,16 @@ import math
 
 from numba import cuda
 
-from ..codes import ADAM, HP_BETA1, HP_BETA2, HP_EPS, HP_EPS_INSIDE, HP_LR, MOMENTUM, RMSPROP, SGD
-from ..reference.optim import adam_bias_corrections, step_dispatcher
+import numpy as np
+
+from ..codes import (ADAM, HP_BETA1, HP_BETA2, HP_EPS, HP_EPS_INSIDE, HP_LR, MOMENTUM, RMSPROP, SGD,
+                     STATUS_OK, STATUS_STATE, STATUS_UPDATE)
+from ..reference import optim as _ref
 from . import _config as cfg
 
 __all__ = ["sgd_step", "momentum_step", "rmsprop_step", "adam_step", "adam_bias_corrections",
-           "optimizer_step"]
+           "optimizer_step", "verdict"]
+adam_bias_corrections = _ref.adam_bias_corrections
 
 
 # One element of each update, for the gradient value gi of w[i].
@@ -66,6 +70,21 @@ def update(opt, i, w, gi, state, lr, beta1, beta2, eps, inside, step_size, eps_h
         rmsprop_update(i, w, gi, state[0], lr, beta1, eps, inside, one)
     elif opt == ADAM:
         adam_update(i, w, gi, state[0], state[1], step_size, beta1, beta2, eps_hat, one)
+
+
+@cuda.jit(**cfg.DEVICE)
+def element_status(opt, i, w, state, big):
+    """What element i's step left behind: STATUS_STATE when its optimizer state is NaN
+    or infinite, else STATUS_UPDATE when w[i] is, else STATUS_OK (the reference's
+    ``verdict``, one element; NaN fails every comparison)."""
+    if opt != SGD:
+        if not abs(state[0, i]) <= big:
+            return STATUS_STATE
+        if opt == ADAM and not abs(state[1, i]) <= big:
+            return STATUS_STATE
+    if not abs(w[i]) <= big:
+        return STATUS_UPDATE
+    return STATUS_OK
 
 
 @cuda.jit(**cfg.kernel())
@@ -131,5 +150,11 @@ def hyperparameters(opt, hp, dtype):
             bool(hp[HP_EPS_INSIDE] != 0))
 
 
+def verdict(w, state):
+    """The reference's ``verdict`` of device arrays (copied to the host: this is the
+    stand-alone step's check; the training loops check on the device)."""
+    return _ref.verdict(w.copy_to_host(), state.copy_to_host() if state.size else np.zeros(0))
+
+
 # the reference's host-side dispatch over this backend's four steps (state on the device)
-optimizer_step = step_dispatcher(sgd_step, momentum_step, rmsprop_step, adam_step)
+optimizer_step = _ref.step_dispatcher(sgd_step, momentum_step, rmsprop_step, adam_step, verdict)

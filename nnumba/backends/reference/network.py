@@ -16,7 +16,7 @@ version and the cuda backend's on-device loop are tested against.
 import numpy as np
 
 from ..codes import (ACT, B_OFF, COL, CROSS_ENTROPY, HAS_DENSE, N_IN, N_OUT, STAT_LOSS, STAT_NORMS,
-                     W_OFF)
+                     STAT_STATUS, STATUS_GRADIENT, STATUS_LOSS, STATUS_OK, W_OFF)
 from .activations import activation_backward, activation_forward
 from .dense import dense_backward, dense_backward_input, dense_forward
 from .gradients import clip_by_norm, clip_by_value, sum_of_squares
@@ -133,9 +133,13 @@ def train_batches(blocks, alphas, params, grads, loss, X, T, labels, order, n_ro
     count (before the update) and the weight-gradient norm of each Dense block.
     ``t`` is the optimizer's step count before the first iteration.
 
-    The update of an iteration whose loss or global gradient norm is not finite
-    is not made: the function stops and returns its index within this call, so
-    the parameters and optimizer state are those from before that iteration.
+    An iteration whose loss or global gradient norm is not finite makes no
+    update; one whose update leaves a parameter or an optimizer state element
+    NaN or infinite has made it. Either way the function stops there and
+    returns the iteration's index within this call, with the reason in its
+    stats row's STAT_STATUS column (``codes.STATUS_*``; STATUS_OK in the rows of
+    completed iterations). After STATUS_UPDATE or STATUS_STATE the caller must
+    restore the parameters and state (the model rolls back and replays).
     Clipping, when on (clip_norm / clip_value finite), scales the gradient to a
     global norm of at most clip_norm, then clamps each component to +-clip_value.
     """
@@ -154,11 +158,17 @@ def train_batches(blocks, alphas, params, grads, loss, X, T, labels, order, n_ro
         loss_and_gradients(blocks, alphas, params, grads, loss, x, tb[:n], lb[:n], acts, deltas,
                            row[STAT_LOSS:])
         norm = gradient_norms(blocks, grads, row[STAT_NORMS:], scratch)
-        if not (np.isfinite(row[STAT_LOSS]) and np.isfinite(norm)):
+        if not np.isfinite(row[STAT_LOSS]):
+            row[STAT_STATUS] = STATUS_LOSS
+            return j
+        if not np.isfinite(norm):
+            row[STAT_STATUS] = STATUS_GRADIENT
             return j
         if np.isfinite(clip_norm):
             clip_by_norm(grads, norm, clip_norm)
         if np.isfinite(clip_value):
             clip_by_value(grads, clip_value)
-        optimizer_step(opt, params, grads, state, hp, t + j + 1)
+        row[STAT_STATUS] = optimizer_step(opt, params, grads, state, hp, t + j + 1)
+        if row[STAT_STATUS] != STATUS_OK:
+            return j
     return n_iter

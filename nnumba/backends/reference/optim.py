@@ -21,7 +21,8 @@ Adam:       m <- beta1 m + (1 - beta1) g;          v <- beta2 v + (1 - beta2) g^
 """
 import numpy as np
 
-from ..codes import ADAM, HP_BETA1, HP_BETA2, HP_EPS, HP_EPS_INSIDE, HP_LR, MOMENTUM, RMSPROP, SGD
+from ..codes import (ADAM, HP_BETA1, HP_BETA2, HP_EPS, HP_EPS_INSIDE, HP_LR, MOMENTUM, RMSPROP, SGD,
+                     STATUS_OK, STATUS_STATE, STATUS_UPDATE)
 
 
 def sgd_step(w, g, lr):
@@ -63,12 +64,20 @@ def adam_bias_corrections(lr, beta1, beta2, eps, t):
     return lr * root / (1.0 - beta1**t), eps * root
 
 
-def step_dispatcher(sgd_step, momentum_step, rmsprop_step, adam_step):
+def verdict(w, state):
+    """STATUS_STATE when an optimizer state element is NaN or infinite, else
+    STATUS_UPDATE when a parameter is, else STATUS_OK: what a step left behind."""
+    if state.size and not np.isfinite(state).all():
+        return STATUS_STATE
+    return STATUS_OK if np.isfinite(w).all() else STATUS_UPDATE
+
+
+def step_dispatcher(sgd_step, momentum_step, rmsprop_step, adam_step, verdict=verdict):
     """The ``optimizer_step`` of a backend whose four per-rule steps are these
     (host-side dispatch, shared by the reference and the cuda backend)."""
 
     def optimizer_step(opt, w, g, state, hp, t):
-        """One step of the optimizer with code ``opt``.
+        """One step of the optimizer with code ``opt``; returns ``verdict(w, state)``.
 
         state: (n_slots, len(w)) rows of optimizer state (Momentum: v; RMSprop: s;
         Adam: m, v). hp: float64 hyperparameters, indexed by the HP_* codes.
@@ -83,6 +92,7 @@ def step_dispatcher(sgd_step, momentum_step, rmsprop_step, adam_step):
             adam_step(w, g, state[0], state[1], hp[HP_LR], hp[HP_BETA1], hp[HP_BETA2], hp[HP_EPS], t)
         else:
             raise ValueError(f"unknown optimizer code {opt}")
+        return verdict(w, state)
 
     return optimizer_step
 
