@@ -30,10 +30,11 @@ def test_cli_on_a_local_csv_with_options(tmp_path, capsys):
 
 
 def test_cli_reports_errors(capsys):
-    assert main(["train", "--optimizer", "sgd", "--beta1", "0.5", "--quiet"]) == 1
+    # user errors: one line, exit status 2 (argparse's); more in test_cli_errors.py
+    assert main(["train", "--optimizer", "sgd", "--beta1", "0.5", "--quiet"]) == 2
     assert "--beta1 does not apply to sgd" in capsys.readouterr().err
-    assert main(["train", "--lr", "-1", "--quiet", "--epochs", "1"]) == 1
-    assert "lr must be" in capsys.readouterr().err
+    assert main(["train", "--lr", "-1", "--quiet", "--epochs", "1"]) == 2
+    assert "argument --lr: must be > 0, got -1" in capsys.readouterr().err
 
 
 def test_load_arrays(tmp_path):
@@ -55,8 +56,8 @@ def test_load_arrays_refuses_bad_files(tmp_path):
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="not a readable"):
         nn.data.load_arrays(tmp_path / "bad.npz")
-    (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
-    with pytest.raises(ValueError, match="CSV"):
+    (tmp_path / "bad.csv").write_text("1,2\n3,b\n")  # "a,b" first would be a header row
+    with pytest.raises(ValueError, match="line 2, column 2: 'b' is not a number"):
         nn.data.load_arrays(tmp_path / "bad.csv")
     with pytest.raises(ValueError, match=".npz or .csv"):
         nn.data.load_arrays(tmp_path / "data.txt")
