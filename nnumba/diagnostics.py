@@ -1,7 +1,8 @@
 """Vanishing and exploding gradients, made measurable.
 
 Back-propagation through a deep network multiplies one factor per layer: for a
-chain of one-neuron sigmoid layers (SEED-NOTES section 2)
+chain of one-neuron sigmoid layers (docs/topics.md, "Vanishing and exploding
+gradients")
 
     dC/db1 = dC/dy4 * s'(z4) w4 * s'(z3) w3 * s'(z2) w2 * s'(z1),
 
@@ -35,6 +36,7 @@ initialisation (``Dense(init=...)``), and clipping (``clip_grad_norm`` /
 """
 import numpy as np
 
+from .backends import codes
 from .layers import Dense
 
 # ||dW_first|| / ||dW_last|| below this: the first layer gets at least 100 times
@@ -59,18 +61,21 @@ class GradientNorms:
 
 
 def gradient_norms(model, X, y):
-    """The L2 norm of each Dense layer's weight and bias gradient at (X, y)."""
+    """The L2 norm of each parameterised layer's weight gradient (W; BatchNorm's
+    gamma) and bias gradient (b; beta) at (X, y)."""
     grads = model.gradients(X, y)
-    weight, bias, k = [], [], 0
-    for dense in model.plan.dense:
-        weight.append(np.linalg.norm(grads[k].astype(np.float64)))
-        k += 1
-        if dense.bias:
-            bias.append(np.linalg.norm(grads[k].astype(np.float64)))
-            k += 1
-        else:
-            bias.append(np.nan)
-    return GradientNorms(model.plan.dense_names, weight, bias)
+    plan = model.plan
+    weight = [np.nan] * len(plan.layer_names)
+    bias = [np.nan] * len(plan.layer_names)
+    layer = -1
+    for s, g in enumerate(grads):
+        norm = np.linalg.norm(g.astype(np.float64))
+        if plan.segs[s, codes.SEG_NORM] >= 0:
+            layer = plan.segs[s, codes.SEG_NORM]
+            weight[layer] = norm
+        else:  # the second segment of the same layer
+            bias[layer] = norm
+    return GradientNorms(plan.layer_names, weight, bias)
 
 
 class GradientReport:
@@ -123,9 +128,9 @@ class GradientReport:
 def gradient_report(model, X, y, vanishing_ratio=VANISHING_RATIO, exploding_ratio=EXPLODING_RATIO):
     """Diagnose the gradients of ``model`` at (X, y): per-layer norms, the
     first-to-last ratio and a status ("vanishing", "exploding", "healthy")."""
-    if len(model.plan.dense) < 2:
-        raise ValueError("gradient_report compares the first and last Dense layers: the model "
-                         f"has {len(model.plan.dense)}")
+    if len(model.plan.layer_names) < 2:
+        raise ValueError("gradient_report compares the first and last parameterised layers: the "
+                         f"model has {len(model.plan.layer_names)}")
     return GradientReport(gradient_norms(model, X, y), vanishing_ratio, exploding_ratio)
 
 
@@ -144,8 +149,8 @@ def compare_initializers(layers, X, y, inits=("normal", "xavier", "he"), loss="c
 
     results = {}
     for init in inits:
-        copy = [Dense(l.in_features, l.out_features, bias=l.bias, init=init) if isinstance(l, Dense)
-                else l for l in layers]
+        copy = [Dense(l.in_features, l.out_features, bias=l.bias, init=init)
+                if type(l) is Dense else l for l in layers]
         model = Sequential(copy, backend=backend, dtype=dtype, seed=seed)
         model.compile(loss, optimizer() if optimizer is not None else SGD(lr=0.1))
         report = gradient_report(model, X, y)

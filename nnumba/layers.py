@@ -1,9 +1,18 @@
-"""Layer objects: hyperparameters only. The arithmetic lives in the backends.
+"""Layer objects: hyperparameters and shapes only. The arithmetic lives in the backends.
 
 ``Dense(in_features, out_features)`` computes y = x @ W + b with W of shape
 (in_features, out_features); the activations are elementwise. A model's last
 layer gives raw scores (logits): softmax and sigmoid live inside the
 classification losses, in their numerically stable fused forms.
+
+Sequence layers (Conv1D, the pools, BatchNorm over a sequence) take
+channels-last input, (batch, steps, channels), as Keras does; a sample's
+element (step s, channel c) is stored at s * channels + c, so ``Flatten``
+moves no data. Every layer knows its output shape for a given input shape
+(``output_shape``, which refuses a mismatch with the numbers involved) and its
+parameters (``parameters``: name, shape, how they start, whether weight decay
+applies). ``nnumba.plan`` turns a list of layers into the op table the kernels
+run.
 """
 from abc import ABC, abstractmethod
 
@@ -14,12 +23,44 @@ from .backends import codes
 from .initializers import INITIALIZERS
 
 
+class Param:
+    """One parameter tensor of a layer: ``name`` ("W", "b", "gamma", ...), ``shape``,
+    ``init`` ("weights": drawn by the layer's initialiser; "zeros"; "ones") and
+    ``decay`` (whether an optimizer's weight_decay applies: weights yes, biases and
+    normalisation parameters no, as is usual)."""
+
+    def __init__(self, name, shape, init, decay):
+        self.name, self.shape, self.init, self.decay = name, tuple(shape), init, decay
+
+
+def _shape_text(shape):
+    return f"{shape[0]}" if len(shape) == 1 else f"(steps={shape[0]}, channels={shape[1]})"
+
+
+def _sequence(layer, shape):
+    """(steps, channels) of a sequence input, or a clear error for a flat one."""
+    if len(shape) != 2:
+        raise ValueError(f"{layer!r} needs (steps, channels) input per sample, but the previous "
+                         f"layer gives {_shape_text(shape)} values: give the model "
+                         f"input_shape=(steps, channels), or reorder the layers")
+    return shape
+
+
 class Layer(ABC):
     """Base class of all layers."""
 
     @abstractmethod
     def config(self):
         """The layer as a JSON-serialisable dict (used by ``save``)."""
+
+    def output_shape(self, shape):
+        """The per-sample output shape for per-sample input ``shape`` (a tuple:
+        (features,) or (steps, channels)); ValueError when the input does not fit."""
+        return shape
+
+    def parameters(self, shape):
+        """The layer's parameters (``Param``) for input ``shape``, in storage order."""
+        return []
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items() if k != "type")
@@ -53,14 +94,35 @@ class Dense(Layer):
                                  f"{', '.join(map(repr, INITIALIZERS))} or a callable")
         self.init = init
 
+    def output_shape(self, shape):
+        if len(shape) != 1:
+            raise ValueError(f"{self!r} expects {self.in_features} inputs per sample but the previous "
+                             f"layer gives {_shape_text(shape)}: add nn.Flatten() before it")
+        if shape[0] != self.in_features:
+            raise ValueError(f"Dense({self.in_features}, {self.out_features}) expects "
+                             f"{self.in_features} inputs but the previous layer gives {shape[0]}")
+        return (self.out_features,)
+
+    def parameters(self, shape):
+        params = [Param("W", (self.in_features, self.out_features), "weights", True)]
+        if self.bias:
+            params.append(Param("b", (self.out_features,), "zeros", False))
+        return params
+
+    def fans(self):
+        """(fan_in, fan_out) of W, the shape the initialisers draw."""
+        return self.in_features, self.out_features
+
     def initial_weights(self, init_name, rng):
-        """W drawn with ``self.init``, or with ``init_name`` when that is None; float64."""
+        """W drawn with ``self.init``, or with ``init_name`` when that is None, as a
+        (fan_in, fan_out) float64 array (``fans``)."""
         init = self.init if self.init is not None else init_name
         fn = INITIALIZERS[init] if isinstance(init, str) else init
-        w = np.asarray(fn(self.in_features, self.out_features, rng), dtype=np.float64)
-        if w.shape != (self.in_features, self.out_features):
+        fan_in, fan_out = self.fans()
+        w = np.asarray(fn(fan_in, fan_out, rng), dtype=np.float64)
+        if w.shape != (fan_in, fan_out):
             raise ValueError(f"init of {self!r} returned shape {w.shape}, expected "
-                             f"{(self.in_features, self.out_features)}")
+                             f"{(fan_in, fan_out)}")
         _checks.finite(w, f"the weights drawn by init of {self!r}")
         return w
 
@@ -115,7 +177,195 @@ class LeakyReLU(Activation):
         return {"type": "LeakyReLU", "alpha": self.alpha}
 
 
-LAYERS = {cls.__name__: cls for cls in (Dense, Identity, Sigmoid, Tanh, ReLU, LeakyReLU)}
+class Conv1D(Dense):
+    """1-D convolution over (steps, channels) input, channels-last:
+
+        y[t, o] = b[o] + sum_{tap < k, c < C_in} x[t s - p + tap, c] W[tap C_in + c, o]
+
+    with stride s, zero padding p on both sides ("valid" = 0; "same" keeps the
+    length at stride 1, for odd k) and L_out = (L_in + 2p - k) // s + 1 output
+    steps. W is stored as a (k C_in, C_out) matrix in im2col order, so
+    W[tap C_in + c, o] is torch.nn.Conv1d's weight[o, c, tap]: the kernels form
+    the patches (L_out, k C_in) of each sample and reuse the Dense products.
+    ``init`` as for Dense, with fan_in = k C_in and fan_out = C_out.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
+                 init=None):
+        self.in_channels = _checks.integer(in_channels, "in_channels", minimum=1)
+        self.out_channels = _checks.integer(out_channels, "out_channels", minimum=1)
+        self.kernel_size = _checks.integer(kernel_size, "kernel_size", minimum=1)
+        self.stride = _checks.integer(stride, "stride", minimum=1)
+        if padding == "valid":
+            padding = 0
+        elif padding == "same":
+            if self.kernel_size % 2 == 0 or self.stride != 1:
+                raise ValueError(f"padding='same' needs an odd kernel_size and stride 1, got "
+                                 f"kernel_size={self.kernel_size}, stride={self.stride}")
+            padding = (self.kernel_size - 1) // 2
+        elif isinstance(padding, str):
+            raise ValueError(f"padding must be an int >= 0, 'valid' or 'same', got {padding!r}")
+        self.padding = _checks.integer(padding, "padding", minimum=0)
+        super().__init__(self.kernel_size * self.in_channels, self.out_channels, bias, init)
+
+    def __repr__(self):
+        return (f"Conv1D({self.in_channels}, {self.out_channels}, {self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding})")
+
+    def output_shape(self, shape):
+        steps, channels = _sequence(self, shape)
+        if channels != self.in_channels:
+            raise ValueError(f"Conv1D({self.in_channels}, {self.out_channels}, {self.kernel_size}) "
+                             f"expects {self.in_channels} channel{'s' * (self.in_channels != 1)} but "
+                             f"the input has {channels}")
+        padded = steps + 2 * self.padding
+        if self.kernel_size > padded:
+            raise ValueError(f"{self!r}: kernel_size {self.kernel_size} is larger than the padded "
+                             f"input ({steps} steps + 2 x padding {self.padding} = {padded})")
+        return ((padded - self.kernel_size) // self.stride + 1, self.out_channels)
+
+    def parameters(self, shape):
+        params = [Param("W", (self.kernel_size * self.in_channels, self.out_channels), "weights",
+                        True)]
+        if self.bias:
+            params.append(Param("b", (self.out_channels,), "zeros", False))
+        return params
+
+    def config(self):
+        config = super().config()
+        del config["in_features"], config["out_features"]
+        return {**config, "type": "Conv1D", "in_channels": self.in_channels,
+                "out_channels": self.out_channels, "kernel_size": self.kernel_size,
+                "stride": self.stride, "padding": self.padding}
+
+
+class _Pool1D(Layer):
+    """Pooling windows of ``pool_size`` steps, ``stride`` apart (default: pool_size),
+    no padding, per channel: L_out = (L_in - pool_size) // stride + 1."""
+
+    def __init__(self, pool_size, stride=None):
+        self.pool_size = _checks.integer(pool_size, "pool_size", minimum=1)
+        self.stride = self.pool_size if stride is None else _checks.integer(stride, "stride",
+                                                                            minimum=1)
+
+    def output_shape(self, shape):
+        steps, channels = _sequence(self, shape)
+        if self.pool_size > steps:
+            raise ValueError(f"{self!r}: pool_size {self.pool_size} is larger than the sequence "
+                             f"({steps} steps)")
+        return ((steps - self.pool_size) // self.stride + 1, channels)
+
+    def config(self):
+        return {"type": type(self).__name__, "pool_size": self.pool_size, "stride": self.stride}
+
+
+class MaxPool1D(_Pool1D):
+    """y[t, c] = max_{j < k} x[t s + j, c]; the gradient goes to the (first) maximum,
+    as torch.nn.MaxPool1d."""
+
+
+class AvgPool1D(_Pool1D):
+    """y[t, c] = (1 / k) sum_{j < k} x[t s + j, c], as torch.nn.AvgPool1d."""
+
+
+class GlobalAvgPool1D(Layer):
+    """y[c] = the mean of x[:, c] over all steps: (steps, channels) -> (channels,)."""
+
+    def output_shape(self, shape):
+        return (_sequence(self, shape)[1],)
+
+    def config(self):
+        return {"type": "GlobalAvgPool1D"}
+
+
+class Flatten(Layer):
+    """(steps, channels) -> (steps * channels,): the same memory, no data moved."""
+
+    def output_shape(self, shape):
+        return (int(np.prod(shape)),)
+
+    def config(self):
+        return {"type": "Flatten"}
+
+
+class Dropout(Layer):
+    """Inverted dropout, active in ``fit`` only: each element is kept with
+    probability 1 - rate and scaled by 1 / (1 - rate), so evaluate and predict use
+    the layer as the identity. The keep mask is a counter-based hash of (the
+    model's dropout seed, the optimizer step t, the layer, the batch row, the
+    element), so it is the same on every backend and a resumed run draws the
+    masks an uninterrupted one would."""
+
+    def __init__(self, rate):
+        self.rate = _checks.real(rate, "rate", low=0.0, high=1.0, high_open=True)
+
+    def config(self):
+        return {"type": "Dropout", "rate": self.rate}
+
+
+class BatchNorm(Layer):
+    """Batch normalisation over the channel axis (features of flat input, channels of
+    a sequence, whose statistics then run over batch and steps), as
+    torch.nn.BatchNorm1d: in ``fit``, xhat = (x - mean) / sqrt(var + eps) with the
+    batch's mean and biased variance, y = gamma xhat + beta, and the running
+    statistics move by ``momentum`` (running_var with the unbiased variance);
+    evaluate and predict use the running statistics. gamma starts at 1, beta at 0
+    (neither decayed); running mean 0, running variance 1."""
+
+    def __init__(self, num_features, momentum=0.1, eps=1e-5):
+        self.num_features = _checks.integer(num_features, "num_features", minimum=1)
+        self.momentum = _checks.real(momentum, "momentum", low=0.0, high=1.0)
+        self.eps = _checks.positive(eps, "eps")
+
+    def output_shape(self, shape):
+        if shape[-1] != self.num_features:
+            raise ValueError(f"BatchNorm({self.num_features}) expects {self.num_features} "
+                             f"{'features' if len(shape) == 1 else 'channels'} but the input has "
+                             f"{shape[-1]}")
+        return shape
+
+    def parameters(self, shape):
+        return [Param("gamma", (self.num_features,), "ones", False),
+                Param("beta", (self.num_features,), "zeros", False)]
+
+    def config(self):
+        return {"type": "BatchNorm", "num_features": self.num_features, "momentum": self.momentum,
+                "eps": self.eps}
+
+
+class Residual(Layer):
+    """y = x + f(x), f the given layers in order (e.g. [Dense(h, h), ReLU()]): the
+    skip connection of residual networks. f must keep the shape of x."""
+
+    def __init__(self, layers):
+        if isinstance(layers, Layer) or not isinstance(layers, (list, tuple)) or not layers:
+            raise TypeError("Residual takes a non-empty list of layers, e.g. "
+                            "nn.Residual([nn.Dense(100, 100), nn.ReLU()])")
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"Residual layers[{i}] is a {type(layer).__name__}, not a layer")
+        self.layers = list(layers)
+
+    def output_shape(self, shape):
+        out = shape
+        for layer in self.layers:
+            out = layer.output_shape(out)
+        if out != shape:
+            raise ValueError(f"{self!r} changes the shape from {_shape_text(shape)} to "
+                             f"{_shape_text(out)}: x + f(x) needs f to keep it")
+        return shape
+
+    def __repr__(self):
+        return f"Residual([{', '.join(map(repr, self.layers))}])"
+
+    def config(self):
+        return {"type": "Residual", "layers": [layer.config() for layer in self.layers]}
+
+
+LAYERS = {cls.__name__: cls for cls in (Dense, Identity, Sigmoid, Tanh, ReLU, LeakyReLU, Conv1D,
+                                        MaxPool1D, AvgPool1D, GlobalAvgPool1D, Flatten, Dropout,
+                                        BatchNorm, Residual)}
+PARAMETERISED = (Dense, BatchNorm)  # the kinds whose gradients are reported per layer
 
 
 def layer_from_config(config):
@@ -125,4 +375,8 @@ def layer_from_config(config):
     kwargs = {k: v for k, v in config.items() if k != "type"}
     if kwargs.get("init") == "custom":
         kwargs["init"] = None  # the weights are restored from the file; the callable is not needed
+    if config["type"] == "Residual":
+        if not isinstance(kwargs.get("layers"), list):
+            raise ValueError(f"not a layer description: {config!r}")
+        kwargs["layers"] = [layer_from_config(c) for c in kwargs["layers"]]
     return LAYERS[config["type"]](**kwargs)

@@ -18,6 +18,7 @@ from .backends import codes, get_backend
 from .data import batch_sizes, iterations_per_epoch
 from .errors import NonFiniteError
 from .history import History
+from .loops import EVAL, TRAIN, loop_for
 from .losses import get_loss
 from .optim import get_optimizer
 from .plan import Plan
@@ -39,20 +40,6 @@ def _dtype(dtype):
     return np.dtype(name)
 
 
-class _Workspace:
-    """Per-batch buffers for ``rows`` rows: the gathered batch and targets, the
-    block activations and their gradients, and a small result vector."""
-
-    def __init__(self, memory, plan, rows, dtype):
-        self.rows = rows
-        self.xb = memory.zeros((rows, plan.n_in), dtype)
-        self.tb = memory.zeros((rows, plan.n_out), dtype)
-        self.lb = memory.zeros(rows, np.int64)
-        self.acts = memory.zeros(rows * plan.width, dtype)
-        self.deltas = memory.zeros(rows * plan.width, dtype)
-        self.result = memory.zeros(2, np.float64)
-
-
 class _Snapshot:
     """A copy of what one epoch changes (parameters, optimizer state and step count,
     the shuffling generator, the epoch count), taken before it starts, in buffers
@@ -62,11 +49,13 @@ class _Snapshot:
         memory = model._backend.memory
         self.model = model
         self.params = memory.empty(model._params.shape, model.dtype)
+        self.buffers = memory.empty(model._buffers.shape, model.dtype)
         self.state = memory.empty(model.optimizer.state.shape, model.dtype)
 
     def take(self):
         model, memory = self.model, self.model._backend.memory
         memory.copy_into(self.params, model._params)
+        memory.copy_into(self.buffers, model._buffers)
         memory.copy_into(self.state, model.optimizer.state)
         self.t = model.optimizer.t
         self.rng = model._shuffle_rng.bit_generator.state
@@ -77,6 +66,7 @@ class _Snapshot:
         model, memory = self.model, self.model._backend.memory
         with _interrupts_deferred():
             memory.copy_into(model._params, self.params)
+            memory.copy_into(model._buffers, self.buffers)
             memory.copy_into(model.optimizer.state, self.state)
             model.optimizer.t = self.t
             if rng:
@@ -111,35 +101,46 @@ class Sequential:
         "cuda" numba.cuda kernels on an NVIDIA GPU.
     dtype : {"float32", "float64"}
     seed : int >= 0 or None
-        Seeds the initial weights and the shuffling (from two independent
-        streams): same seed and backend, bit-identical run. None draws fresh
-        entropy; ``model.seed`` then tells which.
+        Seeds the initial weights, the shuffling and the dropout masks (from
+        independent streams): same seed and backend, bit-identical run. None
+        draws fresh entropy; ``model.seed`` then tells which.
+    input_shape : (features,), (steps, channels) or None
+        The shape of one sample. None reads it off the first Dense layer; a
+        model that starts with Conv1D, a pool, Flatten or Residual needs it.
+        X is then (batch, steps, channels), channels-last as in Keras.
     """
 
-    def __init__(self, layers, backend="cpu", dtype="float32", seed=None):
-        plan = Plan(layers)
+    def __init__(self, layers, backend="cpu", dtype="float32", seed=None, input_shape=None):
+        plan = Plan(layers, input_shape)
         self.dtype = _dtype(dtype)
         self._backend = get_backend(backend)
         if seed is not None:
             seed = _checks.integer(seed, "seed", minimum=0)
         sequence = np.random.SeedSequence(seed)
         self.seed = sequence.entropy
-        init_sequence, shuffle_sequence = sequence.spawn(2)
+        init_sequence, shuffle_sequence, dropout_sequence = sequence.spawn(3)
         self.layers = list(layers)
         self.plan = plan
+        self.input_shape = None if input_shape is None else plan.input_shape
         self._shuffle_rng = np.random.default_rng(shuffle_sequence)
+        self._dropout_seed = int(dropout_sequence.generate_state(1, np.uint64)[0] >> np.uint64(1))
+        self._loop = loop_for(self._backend, plan)
 
         init_rng = np.random.default_rng(init_sequence)
         host = np.zeros(plan.n_params, np.float64)
-        weights = plan.split(host)
-        k = 0
-        for dense, init_name in zip(plan.dense, plan.default_inits):
-            w = dense.initial_weights(init_name, init_rng)
-            weights[k][...] = _checks.finite_as(w, f"the weights drawn by init of {dense!r}",
-                                                self.dtype)
-            k += 2 if dense.bias else 1
+        for (layer, spec, default_init), view in zip(plan.param_specs, plan.split(host)):
+            if spec.init == "weights":
+                w = layer.initial_weights(default_init, init_rng)
+                view[...] = _checks.finite_as(w, f"the weights drawn by init of {layer!r}",
+                                              self.dtype).reshape(view.shape)
+            elif spec.init == "ones":
+                view[...] = 1.0
+        buffers = np.zeros(plan.n_buffers)
+        for off, channels in plan.batchnorm_buffers():
+            buffers[off + channels:off + 2 * channels] = 1.0  # running variance starts at 1
         memory = self._backend.memory
         self._params = memory.to_backend(host.astype(self.dtype))
+        self._buffers = memory.to_backend(buffers.astype(self.dtype))
         self._grads = memory.zeros(plan.n_params, self.dtype)
         self._workspaces = {}                 # rows -> free workspaces (see _workspace)
         self._workspaces_lock = threading.Lock()
@@ -162,16 +163,19 @@ class Sequential:
         return f"Sequential([{layers}], backend={self.backend!r}, dtype={self.dtype.name!r})"
 
     def summary(self):
-        """A table of the layers, their output widths and parameter counts, as a string."""
-        lines = [f"{'layer':<20}{'output':>8}{'params':>10}"]
-        width = self.plan.n_in
+        """A table of the layers, their output shapes and parameter counts, as a string."""
+        lines = [f"{'layer':<40}{'output':>12}{'params':>10}"]
+        shape = self.plan.input_shape
         for layer in self.layers:
-            n, name = 0, repr(layer)
-            if hasattr(layer, "out_features"):
-                width = layer.out_features
-                n = layer.in_features * layer.out_features + (layer.out_features if layer.bias else 0)
-                name = f"Dense({layer.in_features}, {layer.out_features})"
-            lines.append(f"{name:<20}{width:>8}{n:>10}")
+            n, inner = 0, shape
+            for sub in getattr(layer, "layers", [layer]):  # a Residual: its inner layers'
+                n += sum(int(np.prod(p.shape)) for p in sub.parameters(inner))
+                inner = sub.output_shape(inner)
+            shape = layer.output_shape(shape)
+            name = repr(layer)
+            name = name if len(name) <= 38 else name[:35] + "..."
+            out = str(shape[0]) if len(shape) == 1 else f"{shape[0]}x{shape[1]}"
+            lines.append(f"{name:<40}{out:>12}{n:>10}")
         lines.append(f"total parameters: {self.plan.n_params} ({self.dtype.name}, backend {self.backend!r})")
         return "\n".join(lines)
 
@@ -227,9 +231,30 @@ class Sequential:
                                f"optimizer=...) first")
 
     # ---- argument preparation ------------------------------------------------------------------
+    def _inputs(self, X, name):
+        """X checked against the model's input shape, as a (samples, features) array
+        of the model's dtype (a (samples, steps, channels) array is flattened per
+        sample, which moves no data)."""
+        shape = self.plan.input_shape
+        if len(shape) == 1:
+            return _checks.array_2d(X, name, self.plan.n_in, "the first Dense layer", self.dtype)
+        if not hasattr(X, "shape"):
+            X = np.asarray(X)
+        if getattr(X, "ndim", 0) != 3:
+            raise ValueError(f"{name} must be a 3-D array (samples, steps, channels) for this model, "
+                             f"whose input is (steps={shape[0]}, channels={shape[1]}); got shape "
+                             f"{np.shape(X)}")
+        if tuple(X.shape[1:]) != shape:
+            what = f"{self.layers[0]!r} expects {shape[1]} channels" if X.shape[2] != shape[1] \
+                else f"the model expects {shape[0]} steps"
+            raise ValueError(f"{name} has {X.shape[1]} steps of {X.shape[2]} channels, but {what} "
+                             f"(input_shape={shape})")
+        flat = np.asarray(X).reshape(X.shape[0], -1)
+        return _checks.array_2d(flat, name, self.plan.n_in, "the model", self.dtype)
+
     def _prepare(self, X, y, x_name="X", y_name="y"):
         """Checked host arrays (X, T, labels) for the model's dtype and loss."""
-        X = _checks.array_2d(X, x_name, self.plan.n_in, "the first Dense layer", self.dtype)
+        X = self._inputs(X, x_name)
         if y is None:
             raise ValueError(f"{y_name} is missing: training and evaluation need targets")
         if not hasattr(y, "shape"):
@@ -247,7 +272,7 @@ class Sequential:
             free = self._workspaces.get(rows)
             ws = free.pop() if free else None
         if ws is None:
-            ws = _Workspace(self._backend.memory, self.plan, rows, self.dtype)
+            ws = self._loop.workspace(rows, self.dtype)
         try:
             yield ws
         finally:
@@ -269,13 +294,9 @@ class Sequential:
 
     def _train_batches(self, data, order, n_rows, batch_size, first, n_iter, ws, stats, clip):
         """One call of the backend's compiled loop; returns the iterations completed."""
-        X, T, labels = data
-        plan, opt = self.plan, self.optimizer
-        done = self._backend.network.train_batches(
-            plan.blocks, plan.alphas, self._params, self._grads, self.loss.code, X, T, labels, order,
-            n_rows, batch_size, first, n_iter, opt.code, opt.state, opt.hp_vector(), opt.t, clip[0],
-            clip[1], ws.xb, ws.tb, ws.lb, ws.acts, ws.deltas, stats)
-        opt.t += int(done)
+        done = self._loop.train_batches(self, (*data, order), n_rows, batch_size, first, n_iter, ws,
+                                        stats, clip, None)
+        self.optimizer.t += int(done)
         return int(done)
 
     @contextlib.contextmanager
@@ -354,13 +375,14 @@ class Sequential:
         ipe = iterations_per_epoch(n, batch_size, drop_last)
         sizes = batch_sizes(n, batch_size, drop_last)
         n_rows = int(sizes.sum())
-        history = History(n, batch_size, ipe, self.plan.dense_names, record_grad_norms == "iteration")
+        history = History(n, batch_size, ipe, self.plan.layer_names, record_grad_norms == "iteration")
+        self._check_batchnorm_rows(sizes)
         if epochs == 0:
             return history
 
         memory = self._backend.memory
         data = self._upload(X, T, labels)
-        stats = memory.zeros((ipe, codes.STAT_NORMS + len(self.plan.dense)), np.float64)
+        stats = memory.zeros((ipe, codes.STAT_NORMS + len(self.plan.layer_names)), np.float64)
         chunk = max(1, -(-ipe // PROGRESS_STEPS)) if verbose == 1 else ipe
         per_sample = self.loss.correct_per_sample(self.plan.n_out)
         identity = np.arange(n, dtype=np.int64)
@@ -468,7 +490,8 @@ class Sequential:
             X, T, labels = self._prepare(X_batch, y_batch, "X_batch", "y_batch")
             n = X.shape[0]
             memory = self._backend.memory
-            stats = memory.zeros((1, codes.STAT_NORMS + len(self.plan.dense)), np.float64)
+            self._check_batchnorm_rows([n])
+            stats = memory.zeros((1, codes.STAT_NORMS + len(self.plan.layer_names)), np.float64)
             order = memory.asarray(np.arange(n, dtype=np.int64))
             snapshot = _Snapshot(self)
             snapshot.take()
@@ -480,7 +503,7 @@ class Sequential:
                     snapshot.restore()
                     raise
             if done == 0:
-                self._diverged(stats, History(n, n, 1, self.plan.dense_names, False), None, 0, 1,
+                self._diverged(stats, History(n, n, 1, self.plan.layer_names, False), None, 0, 1,
                                snapshot, None)
             return float(memory.to_host(stats)[0, codes.STAT_LOSS])
 
@@ -492,9 +515,7 @@ class Sequential:
         x, t, lab = self._upload(X, T, labels)
         grads = self._backend.memory.zeros(self.plan.n_params, self.dtype)  # this call's own
         with self._workspace(X.shape[0]) as ws:
-            self._backend.network.loss_and_gradients(
-                self.plan.blocks, self.plan.alphas, self._params, grads, self.loss.code, x, t, lab,
-                ws.acts, ws.deltas, ws.result)
+            self._loop.loss_and_gradients(self, grads, x, t, lab, ws, TRAIN)
         host = self._backend.memory.to_host(grads)
         return [g.copy() for g in self.plan.split(host)]
 
@@ -505,20 +526,19 @@ class Sequential:
         return rows, [(a, min(a + rows, n)) for a in range(0, n, rows)]
 
     def _evaluate(self, X, T, labels, batch_size):
-        network, memory, plan = self._backend.network, self._backend.memory, self.plan
+        memory, plan = self._backend.memory, self.plan
         n = X.shape[0]
         rows, chunks = self._chunks(n, batch_size)
         x_all, t_all, l_all = self._upload(X, T, labels)
-        last = plan.blocks.shape[0] - 1
         loss_sum, correct = 0.0, 0.0
         with self._workspace(rows) as ws:
             for a, b in chunks:
                 x = x_all[a:b]
-                network.forward(plan.blocks, plan.alphas, self._params, x, ws.acts)
+                out = self._loop.forward(self, x, ws, EVAL)
                 self._backend.losses.loss_forward_backward(
-                    self.loss.code, network.block_view(plan.blocks, last, ws.acts, rows, b - a),
+                    self.loss.code, out,
                     t_all[a:b] if t_all.shape[0] else t_all, l_all[a:b] if l_all.shape[0] else l_all,
-                    network.block_view(plan.blocks, last, ws.deltas, rows, b - a), ws.result)
+                    self._loop.output_gradient(x, ws), ws.result)
                 result = memory.to_host(ws.result)
                 loss_sum += result[0] * (b - a)
                 correct += result[1]
@@ -537,17 +557,29 @@ class Sequential:
         """Network outputs for X: probabilities for the classification losses
         (softmax for cross_entropy, sigmoid for binary_cross_entropy), raw outputs
         for mse or before ``compile``."""
-        X = _checks.array_2d(X, "X", self.plan.n_in, "the first Dense layer", self.dtype)
-        network, memory, plan = self._backend.network, self._backend.memory, self.plan
+        X = self._inputs(X, "X")
+        memory, plan = self._backend.memory, self.plan
         rows, chunks = self._chunks(X.shape[0], batch_size)
         x_all = memory.asarray(X)
         out = np.empty((X.shape[0], plan.n_out), self.dtype)
-        last = plan.blocks.shape[0] - 1
         with self._workspace(rows) as ws:
             for a, b in chunks:
-                network.forward(plan.blocks, plan.alphas, self._params, x_all[a:b], ws.acts)
-                out[a:b] = memory.to_host(network.block_view(plan.blocks, last, ws.acts, rows, b - a))
-        return out if self.loss is None else self.loss.output_transform(out)
+                out[a:b] = memory.to_host(self._loop.forward(self, x_all[a:b], ws, EVAL))
+        out = out if self.loss is None else self.loss.output_transform(out)
+        return out.reshape((X.shape[0],) + plan.output_shape)
+
+    def _check_batchnorm_rows(self, sizes):
+        """BatchNorm's batch statistics need at least 2 values per channel (as torch)."""
+        bn = self.plan.batchnorm_buffers()
+        if bn:
+            steps = self.plan.ops[self.plan.ops[:, codes.OP_KIND] == codes.OP_BATCHNORM][:, codes.OP_STEPS_IN]
+            rows = int(min(sizes))
+            smallest = rows * int(steps.min())
+            if smallest < 2:
+                raise ValueError(f"BatchNorm needs at least 2 values per channel in training, but a "
+                                 f"batch of {rows} sample{'s' if rows != 1 else ''} gives "
+                                 f"{smallest}: use batch_size >= 2, or drop_last=True when the last "
+                                 f"batch would hold one sample")
 
     # ---- persistence ---------------------------------------------------------------------------
     def save(self, path):

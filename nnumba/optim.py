@@ -8,7 +8,11 @@ and ``t`` counts the steps taken.
 Every optimizer also takes ``clip_grad_norm`` (rescale the global gradient
 norm to at most this, as torch.nn.utils.clip_grad_norm_) and
 ``clip_grad_value`` (clamp each gradient component, as clip_grad_value_);
-``fit``'s arguments of the same names override them.
+``fit``'s arguments of the same names override them. And ``weight_decay``
+(lambda >= 0, default 0): torch's coupled L2 penalty, g <- g + lambda w after
+clipping, on the weights of Dense and Conv1D layers only (biases and
+BatchNorm's gamma and beta are not decayed, as usual). ``AdamW`` decouples it
+instead, as torch.optim.AdamW: w <- (1 - lr lambda) w, then the Adam step.
 """
 import numpy as np
 
@@ -23,8 +27,11 @@ class Optimizer:
     code = None
     slots = ()
 
-    def __init__(self, lr, clip_grad_norm=None, clip_grad_value=None):
+    decoupled = False  # AdamW: weight decay applied to w, not added to g
+
+    def __init__(self, lr, clip_grad_norm=None, clip_grad_value=None, weight_decay=0.0):
         self.lr = _checks.positive(lr, "lr")
+        self.weight_decay = _checks.real(weight_decay, "weight_decay", low=0.0)
         self.clip_grad_norm = _checks.optional_positive(clip_grad_norm, "clip_grad_norm")
         self.clip_grad_value = _checks.optional_positive(clip_grad_value, "clip_grad_value")
         self.t = 0
@@ -46,6 +53,8 @@ class Optimizer:
         """The hyperparameters as the float64 vector the kernels read (codes.HP_*)."""
         hp = np.zeros(codes.N_HP)
         hp[codes.HP_LR] = self.lr
+        hp[codes.HP_WEIGHT_DECAY] = self.weight_decay
+        hp[codes.HP_DECOUPLED] = float(self.decoupled)
         return hp
 
     # ---- state ---------------------------------------------------------------
@@ -127,8 +136,12 @@ class Optimizer:
             reference.gradients.clip_by_norm(g, float(np.sqrt(np.dot(g, g))), self.clip_grad_norm)
         if self.clip_grad_value is not None:
             g = np.clip(g, -self.clip_grad_value, self.clip_grad_value)
+        hp = self.hp_vector()
+        if self.weight_decay:
+            g = g.copy()
+            reference.gradients.apply_weight_decay(w, g, hp)
         self.t += 1
-        reference.optim.optimizer_step(self.code, w, g, self._state, self.hp_vector(), self.t)
+        reference.optim.optimizer_step(self.code, w, g, self._state, hp, self.t)
 
 
 class SGD(Optimizer):
@@ -136,12 +149,12 @@ class SGD(Optimizer):
 
     code = codes.SGD
 
-    def __init__(self, lr=0.01, clip_grad_norm=None, clip_grad_value=None):
-        super().__init__(lr, clip_grad_norm, clip_grad_value)
+    def __init__(self, lr=0.01, clip_grad_norm=None, clip_grad_value=None, weight_decay=0.0):
+        super().__init__(lr, clip_grad_norm, clip_grad_value, weight_decay)
 
     def hyperparameters(self):
         return {"lr": self.lr, "clip_grad_norm": self.clip_grad_norm,
-                "clip_grad_value": self.clip_grad_value}
+                "clip_grad_value": self.clip_grad_value, "weight_decay": self.weight_decay}
 
 
 class Momentum(Optimizer):
@@ -154,13 +167,14 @@ class Momentum(Optimizer):
     code = codes.MOMENTUM
     slots = ("v",)
 
-    def __init__(self, lr=0.01, beta=0.9, clip_grad_norm=None, clip_grad_value=None):
-        super().__init__(lr, clip_grad_norm, clip_grad_value)
+    def __init__(self, lr=0.01, beta=0.9, clip_grad_norm=None, clip_grad_value=None,
+                 weight_decay=0.0):
+        super().__init__(lr, clip_grad_norm, clip_grad_value, weight_decay)
         self.beta = _checks.real(beta, "beta", low=0.0, high=1.0, high_open=True)
 
     def hyperparameters(self):
         return {"lr": self.lr, "beta": self.beta, "clip_grad_norm": self.clip_grad_norm,
-                "clip_grad_value": self.clip_grad_value}
+                "clip_grad_value": self.clip_grad_value, "weight_decay": self.weight_decay}
 
     def hp_vector(self):
         hp = super().hp_vector()
@@ -179,8 +193,8 @@ class RMSprop(Optimizer):
     slots = ("s",)
 
     def __init__(self, lr=0.001, beta=0.9, eps=1e-8, eps_inside_sqrt=True, clip_grad_norm=None,
-                 clip_grad_value=None):
-        super().__init__(lr, clip_grad_norm, clip_grad_value)
+                 clip_grad_value=None, weight_decay=0.0):
+        super().__init__(lr, clip_grad_norm, clip_grad_value, weight_decay)
         self.beta = _checks.real(beta, "beta", low=0.0, high=1.0, high_open=True)
         self.eps = _checks.positive(eps, "eps")  # it divides: 0 gives 0/0 on a zero gradient
         self.eps_inside_sqrt = _checks.boolean(eps_inside_sqrt, "eps_inside_sqrt")
@@ -188,7 +202,7 @@ class RMSprop(Optimizer):
     def hyperparameters(self):
         return {"lr": self.lr, "beta": self.beta, "eps": self.eps,
                 "eps_inside_sqrt": self.eps_inside_sqrt, "clip_grad_norm": self.clip_grad_norm,
-                "clip_grad_value": self.clip_grad_value}
+                "clip_grad_value": self.clip_grad_value, "weight_decay": self.weight_decay}
 
     def hp_vector(self):
         hp = super().hp_vector()
@@ -210,15 +224,16 @@ class Adam(Optimizer):
     slots = ("m", "v")
 
     def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, clip_grad_norm=None,
-                 clip_grad_value=None):
-        super().__init__(lr, clip_grad_norm, clip_grad_value)
+                 clip_grad_value=None, weight_decay=0.0):
+        super().__init__(lr, clip_grad_norm, clip_grad_value, weight_decay)
         self.beta1 = _checks.real(beta1, "beta1", low=0.0, high=1.0, high_open=True)
         self.beta2 = _checks.real(beta2, "beta2", low=0.0, high=1.0, high_open=True)
         self.eps = _checks.positive(eps, "eps")  # it divides: 0 gives 0/0 on a zero gradient
 
     def hyperparameters(self):
         return {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps,
-                "clip_grad_norm": self.clip_grad_norm, "clip_grad_value": self.clip_grad_value}
+                "clip_grad_norm": self.clip_grad_norm, "clip_grad_value": self.clip_grad_value,
+                "weight_decay": self.weight_decay}
 
     def hp_vector(self):
         hp = super().hp_vector()
@@ -228,7 +243,19 @@ class Adam(Optimizer):
         return hp
 
 
-OPTIMIZERS = {cls.__name__.lower(): cls for cls in (SGD, Momentum, RMSprop, Adam)}
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov and Hutter, 2019), as
+    torch.optim.AdamW: w <- (1 - lr lambda) w, then the Adam step from the
+    undecayed gradient. Default weight_decay 0.01, torch's."""
+
+    decoupled = True
+
+    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, clip_grad_norm=None,
+                 clip_grad_value=None, weight_decay=0.01):
+        super().__init__(lr, beta1, beta2, eps, clip_grad_norm, clip_grad_value, weight_decay)
+
+
+OPTIMIZERS = {cls.__name__.lower(): cls for cls in (SGD, Momentum, RMSprop, Adam, AdamW)}
 
 
 def get_optimizer(optimizer):

@@ -230,13 +230,21 @@ HP = {codes.SGD: (0.1, 0.0, 0.0, 0.0, 0.0), codes.MOMENTUM: (0.1, 0.9, 0.0, 0.0,
       codes.RMSPROP: (0.01, 0.9, 0.0, 1e-8, 1.0), codes.ADAM: (0.01, 0.9, 0.999, 1e-8, 0.0)}
 
 
+def _hp(opt):
+    """The hyperparameter vector of HP[opt] (no weight decay)."""
+    hp = np.zeros(codes.N_HP)
+    hp[:5] = HP[opt]
+    return hp
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("opt,inside", [(codes.SGD, 1), (codes.MOMENTUM, 1), (codes.RMSPROP, 1),
                                         (codes.RMSPROP, 0), (codes.ADAM, 1)])
 def test_optimizer_steps_match_reference(opt, inside, dtype):
     rng = np.random.default_rng(4)
     n = 3 * TPB + 1
-    hp = np.array(HP[opt])
+    hp = np.zeros(codes.N_HP)
+    hp[:5] = HP[opt]
     hp[codes.HP_EPS_INSIDE] = inside
     slots = {codes.SGD: 0, codes.MOMENTUM: 1, codes.RMSPROP: 1, codes.ADAM: 2}[opt]
     w_ref = rng.normal(size=n).astype(dtype)
@@ -295,7 +303,7 @@ def test_network_forward_backward_and_norms(dtype):
     p = _problem(dtype)
     plan, n = p["plan"], 25
     blocks, alphas = plan.blocks, plan.alphas
-    acts_r, deltas_r = np.zeros(n * plan.width, dtype), np.zeros(n * plan.width, dtype)
+    acts_r, deltas_r = np.zeros(n * plan.mlp_width, dtype), np.zeros(n * plan.mlp_width, dtype)
     grads_r, res_r = np.zeros(plan.n_params, dtype), np.zeros(2)
     ref_net.loss_and_gradients(blocks, alphas, p["params"], grads_r, codes.CROSS_ENTROPY, p["X"],
                                p["T"][:0], p["labels"], acts_r, deltas_r, res_r)
@@ -345,13 +353,13 @@ def _train(backend_net, to, p, loss, opt, order, n_rows, batch, first, n_iter, c
     labels = p["labels"] if loss == codes.CROSS_ENTROPY else p["labels"][:0]
     rows = batch
     ws = [to(np.zeros((rows, plan.n_in), dtype)), to(np.zeros((rows, plan.n_out), dtype)),
-          to(np.zeros(rows, np.int64)), to(np.zeros(rows * plan.width, dtype)),
-          to(np.zeros(rows * plan.width, dtype))]
+          to(np.zeros(rows, np.int64)), to(np.zeros(rows * plan.mlp_width, dtype)),
+          to(np.zeros(rows * plan.mlp_width, dtype))]
     stats = to(np.zeros((n_iter, codes.STAT_NORMS + 3)))
     grads = to(np.zeros(plan.n_params, dtype))
     done = backend_net.train_batches(plan.blocks, plan.alphas, params, grads,
                                      loss, to(p["X"]), to(T), to(labels), to(order), n_rows, batch,
-                                     first, n_iter, opt, state, np.array(HP[opt]), t, clip[0],
+                                     first, n_iter, opt, state, _hp(opt), t, clip[0],
                                      clip[1], *ws, stats)
     back = (lambda a: a) if to is np.array else host
     return done, back(params), back(state), back(stats)

@@ -193,7 +193,8 @@ def test_parallel_optimizer_loop_equals_the_serial_one(dtype, opt):
     n = 10007
     w, g, m, v = (rand(rng, n, dtype) for _ in range(4))
     v = np.abs(v)
-    hp = np.array([0.01, 0.9, 0.999, 1e-8, 1.0])
+    hp = np.zeros(codes.N_HP)
+    hp[:5] = 0.01, 0.9, 0.999, 1e-8, 1.0
     results = []
     for loop in (optim.step_serial, optim._step_parallel):
         arrays = [a.copy() for a in (w, m, v)]
@@ -213,7 +214,8 @@ def test_outer_product_step_equals_materialised_gradient(dtype, opt, n):
     rng = np.random.default_rng(n)
     x, dz = rand(rng, (n, 7), dtype), rand(rng, (n, 5), dtype)
     w0, state0 = rand(rng, 35, dtype), np.abs(rand(rng, (2, 35), dtype))
-    hp = np.array([0.01, 0.9, 0.999, 1e-8, 0.0])
+    hp = np.zeros(codes.N_HP)
+    hp[:5] = 0.01, 0.9, 0.999, 1e-8, 0.0
     for coef, clip in ((1.0, np.inf), (0.5, 0.01)):
         g = np.empty((7, 5), dtype)
         _matmul.matmul_tn(x, dz, g)

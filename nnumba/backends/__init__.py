@@ -2,15 +2,19 @@
 
 ``numpy`` (the reference, pure NumPy), ``cpu`` (Numba @njit) and ``cuda``
 (numba.cuda) each provide the modules ``activations``, ``dense``, ``losses``,
-``optim``, ``gradients``, ``network`` and ``memory`` with the same function
-names and arguments. Importing this package never imports numba.cuda; the cuda
-backend is loaded on first use and refuses clearly where no GPU is found.
+``optim``, ``gradients``, ``network`` and ``memory`` (loaded with the backend)
+and ``interpreter``, ``conv1d``, ``pool1d``, ``dropout``, ``batchnorm`` and
+``elementwise`` (loaded when first used, so that a model of Dense layers never
+imports, let alone compiles, the other kinds), with the same function names and
+arguments. Importing this package never imports numba.cuda; the cuda backend is
+loaded on first use and refuses clearly where no GPU is found.
 """
 import importlib
 
 BACKENDS = ("numpy", "cpu", "cuda")
 _PACKAGES = {"numpy": "reference", "cpu": "cpu", "cuda": "cuda"}
 MODULES = ("activations", "dense", "losses", "optim", "gradients", "network", "memory")
+LAZY_MODULES = ("interpreter", "conv1d", "pool1d", "dropout", "batchnorm", "elementwise")
 
 
 class Backend:
@@ -21,8 +25,16 @@ class Backend:
         if hasattr(package, "check_available"):
             package.check_available()
         self.name = name
+        self._package = package.__name__
         for module in MODULES:
             setattr(self, module, importlib.import_module(f"{package.__name__}.{module}"))
+
+    def __getattr__(self, module):
+        if module not in LAZY_MODULES:
+            raise AttributeError(module)
+        loaded = importlib.import_module(f"{self._package}.{module}")
+        setattr(self, module, loaded)
+        return loaded
 
     def __repr__(self):
         return f"Backend({self.name!r})"

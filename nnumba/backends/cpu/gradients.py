@@ -5,6 +5,7 @@ Same names and semantics as ``backends.reference.gradients`` (formulas there).
 import numpy as np
 from numba import njit
 
+from ..codes import HP_DECOUPLED, HP_LR, HP_WEIGHT_DECAY
 from ._config import KERNEL, REDUCTION
 
 
@@ -35,3 +36,16 @@ def clip_by_value(g, limit):
     lo = -hi
     for i in range(g.shape[0]):
         g[i] = min(max(g[i], lo), hi)
+
+
+@njit(**KERNEL)
+def apply_weight_decay(w, g, hp):
+    """Weight decay of one decayed segment (see the reference twin)."""
+    if hp[HP_DECOUPLED] != 0:
+        factor = w.dtype.type(1.0 - hp[HP_LR] * hp[HP_WEIGHT_DECAY])
+        for i in range(w.shape[0]):
+            w[i] *= factor
+    else:
+        lam = w.dtype.type(hp[HP_WEIGHT_DECAY])
+        for i in range(w.shape[0]):
+            g[i] += lam * w[i]

@@ -16,15 +16,16 @@ import threading
 import numpy as np
 from numba import njit
 
-from ..codes import (ACT, B_OFF, COL, CROSS_ENTROPY, HAS_DENSE, N_IN, N_OUT, STAT_LOSS, STAT_NORMS,
-                     STAT_STATUS, STATUS_GRADIENT, STATUS_LOSS, STATUS_OK, W_OFF)
+from ..codes import (ACT, B_OFF, COL, CROSS_ENTROPY, HAS_DENSE, HP_WEIGHT_DECAY, N_IN, N_OUT,
+                     STAT_LOSS, STAT_NORMS, STAT_STATUS, STATUS_GRADIENT, STATUS_LOSS, STATUS_OK,
+                     W_OFF)
 from ..reference import network as _ref
 from ._config import (BLAS_THREADED_MIN_FLOPS, INLINE, KERNEL, OUTER_PRODUCT_MAX_ROWS,
                       OUTER_PRODUCT_MIN_PARAMS, REDUCTION, SMALL_MATMUL_FLOPS)
 from ._views import flat_view, rows_view
 from .activations import activation_backward, activation_forward
 from .dense import column_sums, dense_backward, dense_backward_input, dense_forward
-from .gradients import clip_by_norm, clip_by_value, sum_of_squares
+from .gradients import apply_weight_decay, clip_by_norm, clip_by_value, sum_of_squares
 from .losses import loss_forward_backward
 from .optim import optimizer_step, outer_product_step, state_rows, step_serial
 
@@ -221,6 +222,14 @@ def outer_steps(blocks, params, grads, x, acts, deltas, opt, state, hp, t, norm,
 
 
 @njit(**KERNEL)
+def decay_weights(blocks, params, grads, hp):
+    """Weight decay of every Dense block's W (see the reference twin)."""
+    for i in range(blocks.shape[0]):
+        if blocks[i, HAS_DENSE]:
+            apply_weight_decay(_weight_slice(blocks, i, params), _weight_slice(blocks, i, grads), hp)
+
+
+@njit(**KERNEL)
 def gather_rows(src, index, dst):
     """dst[j] = src[index[j]]: the rows of one batch, in the shuffled order."""
     if src.ndim == 1:
@@ -255,15 +264,30 @@ def train_batches(blocks, alphas, params, grads, loss, X, T, labels, order, n_ro
 
     See ``backends.reference.network.train_batches`` for the contract. The
     iterations run in one compiled call, with as many BLAS threads as the size
-    of the network's matrix products deserves (``blas_threads``).
+    of the network's matrix products deserves (``blas_threads``). BLAS's thread
+    count is one setting for the whole process, so calls from several threads
+    take turns (``_blas_turn``): each runs with the count it chose, and the call
+    that set a limit sets the count back. A call's result therefore never
+    depends on what other threads do.
     """
     args = (blocks, alphas, params, grads, loss, X, T, labels, order, n_rows, batch_size, first,
             n_iter, opt, state, hp, t, clip_norm, clip_value, xb, tb, lb, acts, deltas, stats)
     threads = blas_threads(blocks, batch_size)
-    if threads is None:
-        return _train_batches(*args)
-    with _blas_controller().limit(limits=threads, user_api="blas"):
-        return _train_batches(*args)
+    with _blas_turn:
+        if threads is None:
+            return _train_batches(*args)
+        libraries = [lib for lib in _blas_controller().lib_controllers if lib.user_api == "blas"]
+        saved = [lib.num_threads for lib in libraries]
+        for lib in libraries:
+            lib.set_num_threads(threads)
+        try:
+            return _train_batches(*args)
+        finally:
+            for lib, n in zip(libraries, saved):
+                lib.set_num_threads(n)
+
+
+_blas_turn = threading.Lock()
 
 
 def blas_threads(blocks, rows):
@@ -298,7 +322,8 @@ def _train_batches(blocks, alphas, params, grads, loss, X, T, labels, order, n_r
                    first, n_iter, opt, state, hp, t, clip_norm, clip_value, xb, tb, lb, acts, deltas,
                    stats):
     scratch = np.zeros(1)
-    outer = params.shape[0] >= OUTER_PRODUCT_MIN_PARAMS
+    # (weight decay needs each weight gradient whole: no on-the-fly step then)
+    outer = params.shape[0] >= OUTER_PRODUCT_MIN_PARAMS and hp[HP_WEIGHT_DECAY] == 0
     for j in range(n_iter):
         start = (first + j) * batch_size
         n = min(batch_size, n_rows - start)
@@ -344,6 +369,8 @@ def _train_batches(blocks, alphas, params, grads, loss, X, T, labels, order, n_r
                 clip_by_norm(grads, norm, clip_norm)
             if math.isfinite(clip_value):
                 clip_by_value(grads, clip_value)
+            if hp[HP_WEIGHT_DECAY] != 0:
+                decay_weights(blocks, params, grads, hp)
             status = optimizer_step(opt, params, grads, state, hp, t + j + 1)
         row[STAT_STATUS] = status
         if status != STATUS_OK:

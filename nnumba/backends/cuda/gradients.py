@@ -20,6 +20,7 @@ import math
 import numpy as np
 from numba import cuda, float64
 
+from ..codes import HP_DECOUPLED, HP_LR, HP_WEIGHT_DECAY
 from . import _config as cfg
 from .memory import scratch
 
@@ -160,3 +161,20 @@ def clip_by_value(g, limit):
     """Clamp every component of g into [-limit, limit]."""
     if g.shape[0]:
         clip_by_value_kernel[cfg.grid(g.shape[0]), cfg.TPB](g, g.dtype.type(limit))
+
+
+@cuda.jit(**cfg.kernel())
+def decay_coupled_kernel(w, g, lam):
+    """g[i] += lam w[i]."""
+    for i in range(cuda.grid(1), w.shape[0], cuda.gridsize(1)):
+        g[i] += lam * w[i]
+
+
+def apply_weight_decay(w, g, hp):
+    """Weight decay of one decayed segment (see the reference twin); hp on the host."""
+    if not w.shape[0]:
+        return
+    if hp[HP_DECOUPLED] != 0:
+        scale_kernel[cfg.grid(w.shape[0]), cfg.TPB](w, w.dtype.type(1.0 - hp[HP_LR] * hp[HP_WEIGHT_DECAY]))
+    else:
+        decay_coupled_kernel[cfg.grid(w.shape[0]), cfg.TPB](w, g, w.dtype.type(hp[HP_WEIGHT_DECAY]))

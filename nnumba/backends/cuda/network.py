@@ -33,7 +33,8 @@ import math
 import numpy as np
 from numba import cuda, float64
 
-from ..codes import (ACT, ADAM, B_OFF, COL, CROSS_ENTROPY, HAS_DENSE, HP_BETA1, HP_BETA2, HP_EPS, HP_LR,
+from ..codes import (ACT, ADAM, B_OFF, COL, CROSS_ENTROPY, HAS_DENSE, HP_BETA1, HP_BETA2, HP_DECOUPLED,
+                     HP_EPS, HP_LR, HP_WEIGHT_DECAY,
                      IDENTITY, MSE, N_IN, N_OUT, STAT_CORRECT, STAT_LOSS, STAT_NORMS, STAT_STATUS,
                      STATUS_GRADIENT, STATUS_LOSS, STATUS_OK, STATUS_STATE, STATUS_UPDATE, W_OFF)
 from ..reference.optim import adam_bias_corrections
@@ -216,10 +217,12 @@ def _norms_finish_kernel(tpb):
 @cuda.jit(**cfg.kernel())
 def guarded_update_kernel(opt, w, g, state, halt, sq, do_clip_norm, clip_norm, do_clip_value,
                           clip_value, lr, beta1, beta2, eps, inside, step_size, eps_hat, big, bad,
-                          j):
+                          j, seg_start, seg_len, seg_decay, decay, decoupled, decay_factor):
     """Unless halt[0] is up: clip g (to the global norm sqrt(sq[0]) <= clip_norm, then
-    each component to +-clip_value, as the reference's clip_by_norm and clip_by_value)
-    and make one step of optimizer ``opt`` (iteration j of the call). An element the
+    each component to +-clip_value, as the reference's clip_by_norm and clip_by_value),
+    apply weight decay to the segments that take it (g += decay w, or with
+    ``decoupled`` w *= decay_factor, as the reference's apply_weight_decay) and make
+    one step of optimizer ``opt`` (iteration j of the call). An element the
     step left NaN or infinite raises halt to j + 1 and sets bad[0] (a parameter) or
     bad[1] (optimizer state); every writer writes the same value, so no atomics. Blocks
     that start later then skip their share: the caller rolls the whole step back."""
@@ -233,19 +236,27 @@ def guarded_update_kernel(opt, w, g, state, halt, sq, do_clip_norm, clip_norm, d
         if c < 1.0:
             scale = True
             coef = w.dtype.type(c)
-    for i in range(cuda.grid(1), w.shape[0], cuda.gridsize(1)):
-        gi = g[i]
-        if scale:
-            gi *= coef
-        if do_clip_value:
-            gi = clamp(gi, -clip_value, clip_value)
-        if scale or do_clip_value:
-            g[i] = gi
-        update(opt, i, w, gi, state, lr, beta1, beta2, eps, inside, step_size, eps_hat, one)
-        status = element_status(opt, i, w, state, big)
-        if status != STATUS_OK:
-            bad[status - STATUS_UPDATE] = 1
-            halt[0] = j + 1
+    for s in range(seg_start.shape[0]):
+        decayed = seg_decay[s] != 0 and (decay != 0 or decoupled)
+        for e in range(cuda.grid(1), seg_len[s], cuda.gridsize(1)):
+            i = seg_start[s] + e
+            gi = g[i]
+            if scale:
+                gi *= coef
+            if do_clip_value:
+                gi = clamp(gi, -clip_value, clip_value)
+            if decayed:
+                if decoupled:
+                    w[i] *= decay_factor
+                else:
+                    gi += decay * w[i]
+            if scale or do_clip_value or decayed:
+                g[i] = gi
+            update(opt, i, w, gi, state, lr, beta1, beta2, eps, inside, step_size, eps_hat, one)
+            status = element_status(opt, i, w, state, big)
+            if status != STATUS_OK:
+                bad[status - STATUS_UPDATE] = 1
+                halt[0] = j + 1
 
 
 def _stop_reason(halt, bad, stats, n_iter):
@@ -387,6 +398,15 @@ def _corrections(opt, hp, t, n_iter, dtype):
     return table.astype(dtype)
 
 
+def _decay_args(hp, dtype):
+    """(lambda, decoupled, 1 - lr lambda) in dtype, as the reference's apply_weight_decay
+    rounds them; lambda 0 and not decoupled: no decay."""
+    lam = float(hp[HP_WEIGHT_DECAY])
+    decoupled = bool(hp[HP_DECOUPLED] != 0) and lam != 0
+    return (dtype.type(0 if decoupled else lam), decoupled,
+            dtype.type(1.0 - float(hp[HP_LR]) * lam))
+
+
 def _clip_args(clip_norm, clip_value, dtype):
     do_norm, do_value = bool(np.isfinite(clip_norm)), bool(np.isfinite(clip_value))
     return (do_norm, float(clip_norm) if do_norm else 0.0, do_value,
@@ -406,6 +426,8 @@ def _train_layers(blocks, alphas, params, grads, loss, X, T, labels, order, n_ro
     bad = scratch("bad_step", 2, np.int64)
     bad.copy_to_device(np.zeros(2, np.int64))
     big = dtype.type(np.finfo(dtype).max)
+    seg_start, seg_len, is_weight = _segments(blocks)
+    decay, decoupled, decay_factor = _decay_args(hp, dtype)
     sq = scratch("sum_of_squares_total", 1, np.float64)
     stats_flat, n_cols = flat(stats), stats.shape[1]
     rows, last = workspace_rows(blocks, acts), blocks.shape[0] - 1
@@ -430,7 +452,8 @@ def _train_layers(blocks, alphas, params, grads, loss, X, T, labels, order, n_ro
                j * n_cols + STAT_LOSS, j)
         guarded_update_kernel[cfg.grid(params.shape[0]), cfg.TPB](
             int(opt), params, grads, state, halt, sq, do_norm, clip_norm, do_value, clip_value, lr,
-            beta1, beta2, eps, inside, table[j, 0], table[j, 1], big, bad, j)
+            beta1, beta2, eps, inside, table[j, 0], table[j, 1], big, bad, j, seg_start, seg_len,
+            is_weight, decay, decoupled, decay_factor)
     return _stop_reason(halt, bad, stats, n_iter)
 
 
@@ -522,7 +545,7 @@ def _fused_kernel(tpb, rows_per_thread):
     def train_fused_kernel(blocks, alphas, params, grads, loss, X, T, labels, order, n_rows,
                            batch_size, first, n_iter, opt, state, lr, beta1, beta2, eps, inside,
                            corrections, do_clip_norm, clip_norm, do_clip_value, clip_value, xb, tb,
-                           lb, acts, deltas, stats, done, big):
+                           lb, acts, deltas, stats, done, big, decay, decoupled, decay_factor):
         """train_batches in one block: see the module docstring. xb, tb: flat workspaces;
         alphas in the data's dtype; corrections: Adam's (step size, sqrt(1 - beta2^t)) per
         iteration; done[0] receives the number of iterations completed; big: the dtype's
@@ -706,7 +729,18 @@ def _fused_kernel(tpb, rows_per_thread):
                     gi *= coef
                 if do_clip_value:
                     gi = clamp(gi, -clip_value, clip_value)
-                if scale_g or do_clip_value:
+                decayed = False
+                if decay != zero or decoupled:
+                    for i in range(nb):  # is e in a Dense block's W? (biases are not decayed)
+                        if blocks[i, HAS_DENSE] != 0 and blocks[i, W_OFF] <= e < \
+                                blocks[i, W_OFF] + blocks[i, N_IN] * blocks[i, N_OUT]:
+                            decayed = True
+                    if decayed:
+                        if decoupled:
+                            params[e] *= decay_factor
+                        else:
+                            gi += decay * params[e]
+                if scale_g or do_clip_value or decayed:
                     grads[e] = gi
                 update(opt, e, params, gi, state, lr, beta1, beta2, eps, inside, step_size,
                        eps_hat, one)
@@ -760,7 +794,7 @@ def _train_fused(blocks, alphas, params, grads, loss, X, T, labels, order, n_row
         _nonempty(labels, "no_labels"), order, int(n_rows), int(batch_size), int(first),
         int(n_iter), int(opt), _nonempty(state, "no_state"), lr, beta1, beta2, eps, inside,
         corrections, do_norm, clip_norm, do_value, clip_value, flat(xb), flat(tb), lb, acts,
-        deltas, stats, done, dtype.type(np.finfo(dtype).max))
+        deltas, stats, done, dtype.type(np.finfo(dtype).max), *_decay_args(hp, dtype))
     return int(done.copy_to_host()[0])
 
 

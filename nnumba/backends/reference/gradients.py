@@ -5,8 +5,15 @@ clip_by_norm:    g <- g * min(1, max_norm / (norm + 1e-6))
                  (torch.nn.utils.clip_grad_norm_, with norm the global L2 norm
                  of all gradients before clipping)
 clip_by_value:   g <- min(max(g, -limit), limit)   (torch.nn.utils.clip_grad_value_)
+apply_weight_decay: with lambda = hp[HP_WEIGHT_DECAY], after clipping:
+                 g <- g + lambda w                  (coupled: torch's weight_decay), or
+                 w <- (1 - lr lambda) w             (decoupled, hp[HP_DECOUPLED]: AdamW)
+                 on the weights of a layer (its decayed segment); lambda, and 1 - lr lambda
+                 (computed in float64), are rounded to w's dtype first.
 """
 import numpy as np
+
+from ..codes import HP_DECOUPLED, HP_LR, HP_WEIGHT_DECAY
 
 
 def sum_of_squares(g, out):
@@ -25,3 +32,11 @@ def clip_by_norm(g, norm, max_norm):
 def clip_by_value(g, limit):
     """Clamp every component of g into [-limit, limit]."""
     np.clip(g, -limit, limit, out=g)
+
+
+def apply_weight_decay(w, g, hp):
+    """Weight decay of one decayed segment w (its gradient g), as the docstring says."""
+    if hp[HP_DECOUPLED] != 0:
+        w *= w.dtype.type(1.0 - hp[HP_LR] * hp[HP_WEIGHT_DECAY])
+    else:
+        g += w.dtype.type(hp[HP_WEIGHT_DECAY]) * w

@@ -15,11 +15,12 @@ version and the cuda backend's on-device loop are tested against.
 """
 import numpy as np
 
-from ..codes import (ACT, B_OFF, COL, CROSS_ENTROPY, HAS_DENSE, N_IN, N_OUT, STAT_LOSS, STAT_NORMS,
-                     STAT_STATUS, STATUS_GRADIENT, STATUS_LOSS, STATUS_OK, W_OFF)
+from ..codes import (ACT, B_OFF, COL, CROSS_ENTROPY, HAS_DENSE, HP_WEIGHT_DECAY, N_IN, N_OUT,
+                     STAT_LOSS, STAT_NORMS, STAT_STATUS, STATUS_GRADIENT, STATUS_LOSS, STATUS_OK,
+                     W_OFF)
 from .activations import activation_backward, activation_forward
 from .dense import dense_backward, dense_backward_input, dense_forward
-from .gradients import clip_by_norm, clip_by_value, sum_of_squares
+from .gradients import apply_weight_decay, clip_by_norm, clip_by_value, sum_of_squares
 from .losses import loss_forward_backward
 from .optim import optimizer_step
 
@@ -115,6 +116,14 @@ def gradient_norms(blocks, grads, stats_row, scratch):
     return np.sqrt(total)
 
 
+def decay_weights(blocks, params, grads, hp):
+    """Weight decay (``gradients.apply_weight_decay``) of every Dense block's W; biases
+    are not decayed."""
+    for i in range(blocks.shape[0]):
+        if blocks[i, HAS_DENSE]:
+            apply_weight_decay(weight_slice(blocks, i, params), weight_slice(blocks, i, grads), hp)
+
+
 def gather_rows(src, index, dst):
     """dst[j] = src[index[j]]: the rows of one batch, in the shuffled order."""
     np.take(src, index, axis=0, out=dst)
@@ -141,7 +150,8 @@ def train_batches(blocks, alphas, params, grads, loss, X, T, labels, order, n_ro
     completed iterations). After STATUS_UPDATE or STATUS_STATE the caller must
     restore the parameters and state (the model rolls back and replays).
     Clipping, when on (clip_norm / clip_value finite), scales the gradient to a
-    global norm of at most clip_norm, then clamps each component to +-clip_value.
+    global norm of at most clip_norm, then clamps each component to +-clip_value;
+    weight decay (hp[HP_WEIGHT_DECAY] > 0) follows, on the weights only.
     """
     scratch = np.zeros(1)
     for j in range(n_iter):
@@ -168,6 +178,8 @@ def train_batches(blocks, alphas, params, grads, loss, X, T, labels, order, n_ro
             clip_by_norm(grads, norm, clip_norm)
         if np.isfinite(clip_value):
             clip_by_value(grads, clip_value)
+        if hp[HP_WEIGHT_DECAY] != 0:
+            decay_weights(blocks, params, grads, hp)
         row[STAT_STATUS] = optimizer_step(opt, params, grads, state, hp, t + j + 1)
         if row[STAT_STATUS] != STATUS_OK:
             return j

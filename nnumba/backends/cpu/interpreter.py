@@ -1,0 +1,294 @@
+"""The op-table interpreter as @njit functions: any model's fused training loop.
+
+The same loop, bundles and semantics as ``backends.reference.interpreter``
+(the contract is there), compiled: ``train_batches`` runs a chunk of an
+epoch's iterations in one call, with no Python per iteration or per op. The
+switch on the op kind runs per op per iteration; each kind's kernels live in
+their own module (``conv1d``, ``pool1d``, ``dropout``, ``batchnorm``), cached
+on disk, and this module is imported (and compiled) only by models that are
+not plain MLPs, which keep the specialised loop of ``network``. Views of the
+workspaces and parameters are borrowed (``_views``).
+"""
+import math
+
+import numpy as np
+from numba import njit
+
+from .. import codes as c
+from ..reference.interpreter import (EVAL, TRAIN, TRAIN_UPDATE, Data, Program, Step,  # noqa: F401
+                                     Workspace)
+from ._config import KERNEL
+from ._views import flat_view, rows_view
+from .activations import activation_backward, activation_forward
+from .batchnorm import batchnorm_backward, batchnorm_forward_eval, batchnorm_forward_train
+from .conv1d import conv1d_backward, conv1d_forward
+from .dense import dense_backward, dense_backward_input, dense_forward
+from .dropout import dropout_backward, dropout_forward
+from .elementwise import add, add_into, copy
+from .gradients import apply_weight_decay, clip_by_norm, clip_by_value, sum_of_squares
+from .losses import loss_forward_backward
+from .network import first_rows, gather_rows, consecutive
+from .optim import optimizer_step
+from .pool1d import (avgpool1d_backward, avgpool1d_forward, global_avgpool1d_backward,
+                     global_avgpool1d_forward, maxpool1d_backward, maxpool1d_forward)
+
+
+@njit(**KERNEL)
+def _region(buf, off, rows, n, size):
+    return rows_view(buf, rows * off, n, size)
+
+
+@njit(**KERNEL)
+def _input(ops, i, buf, x, rows, n):
+    if ops[i, c.OP_IN] < 0:
+        return x
+    return rows_view(buf, rows * ops[i, c.OP_IN], n, ops[i, c.OP_IN_SIZE])
+
+
+@njit(**KERNEL)
+def _output(ops, i, buf, rows, n):
+    return rows_view(buf, rows * ops[i, c.OP_OUT], n, ops[i, c.OP_OUT_SIZE])
+
+
+@njit(**KERNEL)
+def _segment(flat, segs, s):
+    if s < 0:
+        return flat_view(flat, 0, 0)
+    return flat_view(flat, segs[s, c.SEG_OFF], segs[s, c.SEG_LEN])
+
+
+@njit(**KERNEL)
+def _matrix(flat, segs, s, cols):
+    return rows_view(flat, segs[s, c.SEG_OFF], segs[s, c.SEG_LEN] // cols, cols)
+
+
+@njit(**KERNEL)
+def _patches(ops, i, cache, rows, n):
+    width = ops[i, c.OP_K] * ops[i, c.OP_CH_IN]
+    return rows_view(cache, rows * ops[i, c.OP_CACHE], n * ops[i, c.OP_STEPS_OUT], width)
+
+
+@njit(**KERNEL)
+def _bn_xhat(ops, i, cache, rows, n):
+    ch = ops[i, c.OP_CH_OUT]
+    return rows_view(cache, rows * ops[i, c.OP_CACHE], n * ops[i, c.OP_OUT_SIZE] // ch, ch)
+
+
+@njit(**KERNEL)
+def _bn_inv_std(ops, i, cache, rows):
+    return flat_view(cache, rows * (ops[i, c.OP_CACHE] + ops[i, c.OP_OUT_SIZE]), ops[i, c.OP_CH_OUT])
+
+
+@njit(**KERNEL)
+def forward(plan, params, buffers, x, ws, mode, seed, t):
+    """See the reference twin: run the ops on the batch x (n rows)."""
+    ops, fops, segs = plan.ops, plan.fops, plan.segs
+    rows, n = ws.xb.shape[0], x.shape[0]
+    for i in range(ops.shape[0]):
+        kind, act, alpha = ops[i, c.OP_KIND], ops[i, c.OP_ACT], fops[i, c.FOP_ALPHA]
+        if kind == c.OP_RESIDUAL_BEGIN:
+            continue
+        inp = _input(ops, i, ws.acts, x, rows, n)
+        out = _output(ops, i, ws.acts, rows, n)
+        if kind == c.OP_DENSE:
+            dense_forward(inp, _matrix(params, segs, ops[i, c.OP_W_SEG], ops[i, c.OP_OUT_SIZE]),
+                          _segment(params, segs, ops[i, c.OP_B_SEG]), act, alpha, out)
+        elif kind == c.OP_ACTIVATION:
+            activation_forward(act, alpha, inp, out)
+        elif kind == c.OP_CONV1D:
+            conv1d_forward(inp, _matrix(params, segs, ops[i, c.OP_W_SEG], ops[i, c.OP_CH_OUT]),
+                           _segment(params, segs, ops[i, c.OP_B_SEG]),
+                           _patches(ops, i, ws.cache, rows, n), out, ops[i, c.OP_STEPS_IN],
+                           ops[i, c.OP_CH_IN], ops[i, c.OP_K], ops[i, c.OP_STRIDE], ops[i, c.OP_PAD])
+            if act != c.IDENTITY:
+                activation_forward(act, alpha, out, out)
+        elif kind == c.OP_MAXPOOL1D:
+            argmax = _region(ws.icache, ops[i, c.OP_ICACHE], rows, n, ops[i, c.OP_OUT_SIZE])
+            maxpool1d_forward(inp, out, argmax, ops[i, c.OP_STEPS_IN], ops[i, c.OP_CH_IN],
+                              ops[i, c.OP_K], ops[i, c.OP_STRIDE])
+        elif kind == c.OP_AVGPOOL1D:
+            avgpool1d_forward(inp, out, ops[i, c.OP_STEPS_IN], ops[i, c.OP_CH_IN], ops[i, c.OP_K],
+                              ops[i, c.OP_STRIDE])
+        elif kind == c.OP_GLOBAL_AVGPOOL1D:
+            global_avgpool1d_forward(inp, out, ops[i, c.OP_STEPS_IN], ops[i, c.OP_CH_IN])
+        elif kind == c.OP_DROPOUT:
+            if mode == EVAL:
+                copy(inp, out)
+            else:
+                dropout_forward(inp, out, fops[i, c.FOP_RATE], seed, t, i)
+        elif kind == c.OP_BATCHNORM:
+            ch = ops[i, c.OP_CH_OUT]
+            m = n * ops[i, c.OP_OUT_SIZE] // ch
+            x2, y2 = rows_view(inp, 0, m, ch), rows_view(out, 0, m, ch)
+            gamma = _segment(params, segs, ops[i, c.OP_W_SEG])
+            beta = _segment(params, segs, ops[i, c.OP_B_SEG])
+            stats = buffers
+            off = ops[i, c.OP_BUF]
+            if mode == TRAIN:  # a scratch copy: the model's running statistics stay untouched
+                stats = ws.buffer_scratch
+                for e in range(2 * ch):
+                    stats[off + e] = buffers[off + e]
+            mean, var = flat_view(stats, off, ch), flat_view(stats, off + ch, ch)
+            if mode == EVAL:
+                batchnorm_forward_eval(x2, gamma, beta, y2, mean, var, fops[i, c.FOP_EPS])
+            else:
+                batchnorm_forward_train(x2, gamma, beta, y2, _bn_xhat(ops, i, ws.cache, rows, n),
+                                        _bn_inv_std(ops, i, ws.cache, rows), mean, var,
+                                        fops[i, c.FOP_MOMENTUM], fops[i, c.FOP_EPS])
+        elif kind == c.OP_RESIDUAL_ADD:
+            skip = x if ops[i, c.OP_SKIP] < 0 else \
+                _region(ws.acts, ops[i, c.OP_SKIP], rows, n, ops[i, c.OP_OUT_SIZE])
+            add(inp, skip, out)
+
+
+@njit(**KERNEL)
+def backward(plan, params, grads, x, ws, seed, t):
+    """See the reference twin: back-propagate from the last op's region of deltas."""
+    ops, fops, segs = plan.ops, plan.fops, plan.segs
+    rows, n = ws.xb.shape[0], x.shape[0]
+    for i in range(ops.shape[0] - 1, -1, -1):
+        kind, act, alpha = ops[i, c.OP_KIND], ops[i, c.OP_ACT], fops[i, c.FOP_ALPHA]
+        has_dx = ops[i, c.OP_IN] >= 0
+        dinp = _input(ops, i, ws.deltas, x, rows, n) if has_dx else rows_view(ws.deltas, 0, 0, 1)
+        if kind == c.OP_RESIDUAL_BEGIN:
+            if has_dx:
+                add_into(dinp, _region(ws.deltas, ops[i, c.OP_SKIP], rows, n, ops[i, c.OP_OUT_SIZE]))
+            continue
+        inp = _input(ops, i, ws.acts, x, rows, n)
+        y = _output(ops, i, ws.acts, rows, n)
+        dy = _output(ops, i, ws.deltas, rows, n)
+        if kind == c.OP_DENSE:
+            m = ops[i, c.OP_OUT_SIZE]
+            dense_backward(inp, y, act, alpha, dy, _matrix(grads, segs, ops[i, c.OP_W_SEG], m),
+                           _segment(grads, segs, ops[i, c.OP_B_SEG]))
+            if has_dx:
+                dense_backward_input(dy, _matrix(params, segs, ops[i, c.OP_W_SEG], m), dinp)
+        elif kind == c.OP_ACTIVATION:
+            activation_backward(act, alpha, y, dy)
+            if has_dx:
+                copy(dy, dinp)
+        elif kind == c.OP_CONV1D:
+            if act != c.IDENTITY:
+                activation_backward(act, alpha, y, dy)
+            patches = _patches(ops, i, ws.cache, rows, n)
+            dpatches = rows_view(ws.scratch, 0, patches.shape[0], patches.shape[1])
+            ch_out = ops[i, c.OP_CH_OUT]
+            conv1d_backward(patches, _matrix(params, segs, ops[i, c.OP_W_SEG], ch_out), dy,
+                            _matrix(grads, segs, ops[i, c.OP_W_SEG], ch_out),
+                            _segment(grads, segs, ops[i, c.OP_B_SEG]), dpatches, dinp,
+                            ops[i, c.OP_STEPS_IN], ops[i, c.OP_CH_IN], ops[i, c.OP_K],
+                            ops[i, c.OP_STRIDE], ops[i, c.OP_PAD])
+        elif kind == c.OP_MAXPOOL1D:
+            if has_dx:
+                argmax = _region(ws.icache, ops[i, c.OP_ICACHE], rows, n, ops[i, c.OP_OUT_SIZE])
+                maxpool1d_backward(dy, argmax, dinp, ops[i, c.OP_STEPS_IN], ops[i, c.OP_CH_IN],
+                                   ops[i, c.OP_K], ops[i, c.OP_STRIDE])
+        elif kind == c.OP_AVGPOOL1D:
+            if has_dx:
+                avgpool1d_backward(dy, dinp, ops[i, c.OP_STEPS_IN], ops[i, c.OP_CH_IN],
+                                   ops[i, c.OP_K], ops[i, c.OP_STRIDE])
+        elif kind == c.OP_GLOBAL_AVGPOOL1D:
+            if has_dx:
+                global_avgpool1d_backward(dy, dinp, ops[i, c.OP_STEPS_IN], ops[i, c.OP_CH_IN])
+        elif kind == c.OP_DROPOUT:
+            if has_dx:
+                dropout_backward(dy, dinp, fops[i, c.FOP_RATE], seed, t, i)
+        elif kind == c.OP_BATCHNORM:
+            ch = ops[i, c.OP_CH_OUT]
+            m = n * ops[i, c.OP_OUT_SIZE] // ch
+            dx2 = rows_view(dinp, 0, m, ch) if has_dx else rows_view(ws.deltas, 0, 0, ch)
+            batchnorm_backward(rows_view(dy, 0, m, ch), _bn_xhat(ops, i, ws.cache, rows, n),
+                               _bn_inv_std(ops, i, ws.cache, rows),
+                               _segment(params, segs, ops[i, c.OP_W_SEG]), dx2,
+                               _segment(grads, segs, ops[i, c.OP_W_SEG]),
+                               _segment(grads, segs, ops[i, c.OP_B_SEG]))
+        elif kind == c.OP_RESIDUAL_ADD:
+            copy(dy, dinp)
+
+
+@njit(**KERNEL)
+def output_rows(plan, buf, rows, n):
+    """The last op's (n, n_out) region of a workspace, borrowed (jitted callers only)."""
+    return _output(plan.ops, plan.ops.shape[0] - 1, buf, rows, n)
+
+
+def output_view(plan, buf, rows, n):
+    """The last op's (n, n_out) region of a workspace (a NumPy view, for Python)."""
+    row = plan.ops[-1]
+    start, size = rows * int(row[c.OP_OUT]), int(row[c.OP_OUT_SIZE])
+    return buf[start:start + n * size].reshape(n, size)
+
+
+@njit(**KERNEL)
+def loss_and_gradients(plan, params, grads, buffers, loss, x, target, labels, ws, mode, seed, t):
+    """Forward (``mode``), loss (ws.result: mean loss, correct count), backward into grads."""
+    rows, n = ws.xb.shape[0], x.shape[0]
+    forward(plan, params, buffers, x, ws, mode, seed, t)
+    loss_forward_backward(loss, output_rows(plan, ws.acts, rows, n), target, labels,
+                          output_rows(plan, ws.deltas, rows, n), ws.result)
+    backward(plan, params, grads, x, ws, seed, t)
+
+
+@njit(**KERNEL)
+def gradient_norms(plan, grads, stats_row, scratch):
+    """See the reference twin: per-layer norms into stats_row, the global norm returned."""
+    segs = plan.segs
+    total = 0.0
+    for s in range(segs.shape[0]):
+        sum_of_squares(_segment(grads, segs, s), scratch)
+        if segs[s, c.SEG_NORM] >= 0:
+            stats_row[segs[s, c.SEG_NORM]] = np.sqrt(scratch[0])
+        total += scratch[0]
+    return np.sqrt(total)
+
+
+@njit(**KERNEL)
+def train_batches(plan, params, grads, buffers, loss, data, n_rows, batch_size, first, n_iter, opt,
+                  ws, stats):
+    """See the reference twin: iterations first, ..., first + n_iter - 1, fused."""
+    scratch = np.zeros(1)
+    for j in range(n_iter):
+        start = (first + j) * batch_size
+        n = min(batch_size, n_rows - start)
+        index = flat_view(data.order, start, n)
+        lo = index[0]
+        x, t_n, l_n = first_rows(ws.xb, 0, n), first_rows(ws.tb, 0, n), flat_view(ws.lb, 0, n)
+        if consecutive(index):  # no shuffling: the batch is a slice of the data, no copy
+            x = first_rows(data.X, lo, n)
+            if loss == c.CROSS_ENTROPY:
+                l_n = flat_view(data.labels, lo, n)
+            else:
+                t_n = first_rows(data.T, lo, n)
+        else:
+            gather_rows(data.X, index, x)
+            if loss == c.CROSS_ENTROPY:
+                gather_rows(data.labels, index, l_n)
+            else:
+                gather_rows(data.T, index, t_n)
+        row = flat_view(stats, j * stats.shape[1], stats.shape[1])
+        step = opt.t + j + 1
+        loss_and_gradients(plan, params, grads, buffers, loss, x, t_n, l_n, ws, TRAIN_UPDATE,
+                           opt.seed, step)
+        row[c.STAT_LOSS] = ws.result[0]
+        row[c.STAT_CORRECT] = ws.result[1]
+        norm = gradient_norms(plan, grads, row[c.STAT_NORMS:], scratch)
+        if not math.isfinite(row[c.STAT_LOSS]):
+            row[c.STAT_STATUS] = c.STATUS_LOSS
+            return j
+        if not math.isfinite(norm):
+            row[c.STAT_STATUS] = c.STATUS_GRADIENT
+            return j
+        if math.isfinite(opt.clip_norm):
+            clip_by_norm(grads, norm, opt.clip_norm)
+        if math.isfinite(opt.clip_value):
+            clip_by_value(grads, opt.clip_value)
+        if opt.hp[c.HP_WEIGHT_DECAY] != 0:
+            segs = plan.segs
+            for s in range(segs.shape[0]):
+                if segs[s, c.SEG_DECAY]:
+                    apply_weight_decay(_segment(params, segs, s), _segment(grads, segs, s), opt.hp)
+        status = optimizer_step(opt.code, params, grads, opt.state, opt.hp, step)
+        row[c.STAT_STATUS] = status
+        if status != c.STATUS_OK:
+            return j
+    return n_iter

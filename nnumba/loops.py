@@ -1,0 +1,132 @@
+"""The two compiled loops a model runs on, behind one interface.
+
+- ``MLPLoop``: the specialised multi-layer-perceptron loop (each backend's
+  ``network``: the block table, Dense fused with its activation, the fastest
+  path, tuned for tiny batches and large BLAS products alike);
+- ``OpLoop``: the op-table interpreter (each backend's ``interpreter``), for
+  every other model: Conv1D, pools, Dropout, BatchNorm, Residual ...
+
+The model asks its loop for workspaces, a training chunk, a forward pass,
+loss and gradients; it never looks at which loop it has. Both fill the same
+per-iteration statistics rows (``codes.STAT_*``).
+"""
+import numpy as np
+
+from .backends import codes
+
+
+class MLPLoop:
+    """A model of Dense layers and activations: the block-table loop."""
+
+    def __init__(self, backend, plan):
+        self.backend, self.plan = backend, plan
+        self.network = backend.network
+
+    def workspace(self, rows, dtype):
+        return _MLPWorkspace(self.backend.memory, self.plan, rows, dtype)
+
+    def train_batches(self, model, data, n_rows, batch_size, first, n_iter, ws, stats, clip, mode):
+        plan, opt = self.plan, model.optimizer
+        X, T, labels, order = data
+        return self.network.train_batches(
+            plan.blocks, plan.alphas, model._params, model._grads, model.loss.code, X, T, labels,
+            order, n_rows, batch_size, first, n_iter, opt.code, opt.state, opt.hp_vector(), opt.t,
+            clip[0], clip[1], ws.xb, ws.tb, ws.lb, ws.acts, ws.deltas, stats)
+
+    def forward(self, model, x, ws, mode):
+        """Outputs of the batch x as an (n, n_out) view of ws."""
+        plan = self.plan
+        self.network.forward(plan.blocks, plan.alphas, model._params, x, ws.acts)
+        return self.network.block_view(plan.blocks, plan.blocks.shape[0] - 1, ws.acts, ws.rows,
+                                       x.shape[0])
+
+    def output_gradient(self, x, ws):
+        plan = self.plan
+        return self.network.block_view(plan.blocks, plan.blocks.shape[0] - 1, ws.deltas, ws.rows,
+                                       x.shape[0])
+
+    def loss_and_gradients(self, model, grads, x, target, labels, ws, mode):
+        plan = self.plan
+        self.network.loss_and_gradients(plan.blocks, plan.alphas, model._params, grads,
+                                        model.loss.code, x, target, labels, ws.acts, ws.deltas,
+                                        ws.result)
+
+
+class _MLPWorkspace:
+    """The MLP loop's buffers for ``rows`` rows: batch, targets, labels, the blocks'
+    activations and gradients, and the loss kernel's result pair."""
+
+    def __init__(self, memory, plan, rows, dtype):
+        self.rows = rows
+        self.xb = memory.zeros((rows, plan.n_in), dtype)
+        self.tb = memory.zeros((rows, plan.n_out), dtype)
+        self.lb = memory.zeros(rows, np.int64)
+        self.acts = memory.zeros(rows * plan.mlp_width, dtype)
+        self.deltas = memory.zeros(rows * plan.mlp_width, dtype)
+        self.result = memory.zeros(2, np.float64)
+
+
+class OpLoop:
+    """Any model: the op-table interpreter of the backend."""
+
+    def __init__(self, backend, plan):
+        self.backend, self.plan = backend, plan
+        self.interpreter = backend.interpreter
+        memory = backend.memory
+        # the tables, as the backend's interpreter reads them (host arrays on every backend:
+        # the cuda interpreter's loop runs on the host)
+        self.program = self.interpreter.Program(plan.ops, plan.fops, plan.segs)
+        self.memory = memory
+
+    def workspace(self, rows, dtype):
+        plan, memory = self.plan, self.memory
+        ws = self.interpreter.Workspace(
+            memory.zeros((rows, plan.n_in), dtype), memory.zeros((rows, plan.n_out), dtype),
+            memory.zeros(rows, np.int64), memory.zeros(rows * plan.width, dtype),
+            memory.zeros(rows * plan.width, dtype), memory.zeros(rows * plan.cache_width, dtype),
+            memory.zeros(max(rows * plan.icache_width, 1), np.int64),
+            memory.zeros(max(rows * plan.scratch_width, 1), dtype),
+            memory.zeros(max(plan.n_buffers, 1), dtype), memory.zeros(2, np.float64))
+        return _OpWorkspace(rows, ws)
+
+    def _step(self, model, clip):
+        opt = model.optimizer
+        return self.interpreter.Step(opt.code, opt.state, opt.hp_vector(), opt.t, clip[0], clip[1],
+                                     model._dropout_seed)
+
+    def train_batches(self, model, data, n_rows, batch_size, first, n_iter, ws, stats, clip, mode):
+        return self.interpreter.train_batches(
+            self.program, model._params, model._grads, model._buffers, model.loss.code,
+            self.interpreter.Data(*data), n_rows, batch_size, first, n_iter, self._step(model, clip),
+            ws.bundle, stats)
+
+    def forward(self, model, x, ws, mode):
+        self.interpreter.forward(self.program, model._params, model._buffers, x, ws.bundle, mode,
+                                 model._dropout_seed, model.optimizer.t + 1 if model.optimizer else 1)
+        return self.interpreter.output_view(self.program, ws.bundle.acts, ws.rows, x.shape[0])
+
+    def output_gradient(self, x, ws):
+        return self.interpreter.output_view(self.program, ws.bundle.deltas, ws.rows, x.shape[0])
+
+    def loss_and_gradients(self, model, grads, x, target, labels, ws, mode):
+        self.interpreter.loss_and_gradients(
+            self.program, model._params, grads, model._buffers, model.loss.code, x, target, labels,
+            ws.bundle, mode, model._dropout_seed, model.optimizer.t + 1)
+
+
+class _OpWorkspace:
+    """The interpreter's Workspace bundle, with the attributes the model reads."""
+
+    def __init__(self, rows, bundle):
+        self.rows, self.bundle = rows, bundle
+        self.xb, self.tb, self.lb, self.result = bundle.xb, bundle.tb, bundle.lb, bundle.result
+        self.deltas = bundle.deltas
+
+
+def loop_for(backend, plan):
+    return MLPLoop(backend, plan) if plan.is_mlp else OpLoop(backend, plan)
+
+
+# forward modes (the interpreter's; the MLP loop has no mode-dependent layer)
+EVAL, TRAIN, TRAIN_UPDATE = 0, 1, 2
+STATS_COLUMNS = codes.STAT_NORMS
