@@ -7,13 +7,15 @@
     history = model.fit(X, y, epochs=10, batch_size=32)
 
 Backends: "numpy" (pure-NumPy reference), "cpu" (Numba @njit), "cuda"
-(numba.cuda). The public API is described in API.md; the formulas in the
-docstrings of ``nnumba.backends.reference``.
+(numba.cuda). The public API is described in docs/api.md and the subject
+matter in docs/topics.md; the formulas of every kernel are in the docstrings
+of ``nnumba.backends.reference``.
 """
-from . import data, diagnostics, initializers, losses, optim
+from . import data, diagnostics, initializers, layers, losses, optim
 from .errors import NonFiniteError
 from .history import History
-from .layers import Dense, Identity, LeakyReLU, ReLU, Sigmoid, Tanh
+from .layers import (AvgPool1D, BatchNorm, Conv1D, Dense, Dropout, Flatten, GlobalAvgPool1D, Identity,
+                     LeakyReLU, MaxPool1D, ReLU, Residual, Sigmoid, Tanh)
 from .model import Sequential
 from .persistence import load
 
@@ -30,6 +32,8 @@ def __getattr__(name):
 
 __all__ = [
     "Sequential", "Dense", "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "Identity",
+    "Conv1D", "MaxPool1D", "AvgPool1D", "GlobalAvgPool1D", "Flatten", "Dropout", "BatchNorm",
+    "Residual", "layers",
     "losses", "optim", "data", "diagnostics", "initializers",
     "load", "History", "NonFiniteError",
 ]

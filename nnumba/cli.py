@@ -141,8 +141,8 @@ def build_parser():
                        help=f"Adam beta1, in [0, 1) (default: {_optimizer_defaults('beta1')})")
     train.add_argument("--beta2", type=_real(0.0, 1.0, high_open=True), default=None,
                        help=f"Adam beta2, in [0, 1) (default: {_optimizer_defaults('beta2')})")
-    train.add_argument("--eps", type=_real(0.0), default=None,
-                       help=f"RMSprop / Adam eps, >= 0 (default: the optimizer's: "
+    train.add_argument("--eps", type=_real(0.0, low_open=True), default=None,
+                       help=f"RMSprop / Adam eps, > 0 (default: the optimizer's: "
                             f"{_optimizer_defaults('eps')})")
     train.add_argument("--eps-outside-sqrt", action="store_true",
                        help="RMSprop: eps outside the square root (PyTorch's form)")

@@ -1,14 +1,14 @@
 """Batching arithmetic, and data sets that need no download.
 
-The vocabulary of SEED-NOTES section 1:
+The vocabulary (docs/topics.md, "Epochs, batches and iterations"):
 
 - an *epoch* is one pass over all N training samples;
 - a *batch* is the subset of B samples used for one back-propagation;
 - an *iteration* is one parameter update made from one batch.
 
 An epoch has ceil(N / B) batches (the last one smaller when B does not divide
-N), or floor(N / B) when the last, smaller batch is dropped. (The source notes
-write N / (B + 1) for the non-divisible case, which is wrong: CIFAR-10's
+N), or floor(N / B) when the last, smaller batch is dropped. (The common
+textbook formula N / (B + 1) for the non-divisible case is wrong: CIFAR-10's
 50,000 training images in batches of 256 make ceil(50000 / 256) = 196
 iterations per epoch, and 10 epochs make 1,960 weight updates.) Batch gradient
 descent is B = N (one update per epoch), stochastic gradient descent B = 1 (N

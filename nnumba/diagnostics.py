@@ -21,8 +21,8 @@ This module measures it:
   "healthy" otherwise; ``print(report)`` gives a table. The same test is made
   on the bias gradients ||db_first|| / ||db_last|| when both layers have a
   bias: db_k is the sum over the batch of dL/dz_k, the back-propagated signal
-  alone (the notes' dC/db1), while dW_k = a_{k-1}^T dL/dz_k also scales with
-  the layer's input. A network whose activations shrink towards zero (a
+  alone (dC/db1 of the one-neuron chain above), while dW_k = a_{k-1}^T dL/dz_k
+  also scales with the layer's input. A network whose activations shrink towards zero (a
   ReLU network with tiny initial weights) has weight gradients that are all
   tiny, so their ratio looks normal, but its bias ratio shows the vanishing;
 - ``compare_initializers(layers, X, y)``: the same network under several
@@ -47,8 +47,9 @@ EXPLODING_RATIO = 1e2
 
 
 class GradientNorms:
-    """Per-Dense-layer L2 norms: ``weight[k] = ||dW_k||``, ``bias[k] = ||db_k||``
-    (NaN for a layer without bias); ``layers`` names them."""
+    """Per-layer L2 norms of every parameterised layer: ``weight[k] = ||dW_k||`` (gamma
+    for BatchNorm), ``bias[k] = ||db_k||`` (beta; NaN for a layer without bias);
+    ``layers`` names them."""
 
     def __init__(self, layers, weight, bias):
         self.layers = list(layers)

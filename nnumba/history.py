@@ -17,12 +17,13 @@ class History:
     n_updates : the weight updates made (iterations completed)
     batch_size : the batch size used (N for full-batch gradient descent)
     n_samples : N
-    grad_norms : (epochs, n_dense) array, per-epoch mean L2 norm of each Dense
+    grad_norms : (epochs, n_layers) array, per-epoch mean L2 norm of each parameterised
         layer's weight gradient (before clipping)
     grad_norms_per_iteration : (n_updates, n_dense) array, recorded when ``fit``
         is called with record_grad_norms="iteration"; otherwise None
     loss_per_iteration : (n_updates,) array, each batch's mean loss before its update
-    layer_names : the Dense layers' names, the columns of grad_norms
+    layer_names : the parameterised layers' names ("dense_0", "conv1d_0",
+        "batchnorm_0", ...), the columns of grad_norms
     """
 
     def __init__(self, n_samples, batch_size, iterations_per_epoch, layer_names, per_iteration):

@@ -455,7 +455,8 @@ class Sequential:
         host = self._backend.memory.to_host(stats)
         status = int(host[iteration, codes.STAT_STATUS])
         loss = float(host[iteration, codes.STAT_LOSS])
-        if status in (codes.STATUS_UPDATE, codes.STATUS_STATE):
+        if status in (codes.STATUS_UPDATE, codes.STATUS_STATE, codes.STATUS_BUFFERS) \
+                or self.plan.n_buffers:  # (the failing forward pass moved the running statistics)
             snapshot.restore(rng=False)
             if iteration:
                 replay(iteration)
@@ -469,6 +470,7 @@ class Sequential:
             "update": "its update would make a parameter NaN or infinite",
             "optimizer state": (f"its update would make the optimizer state "
                                 f"({', '.join(self.optimizer.slots)}) NaN or infinite"),
+            "running statistics": "it would make BatchNorm's running statistics NaN or infinite",
         }[kind]
         raise NonFiniteError(
             f"training diverged at {where}: {what}. That update was not kept: the model keeps the "

@@ -1,9 +1,9 @@
 """Optimizers: hyperparameters, state (named arrays and a step counter), state_dict.
 
 The update rules are kernels (``backends.<name>.optim``), one fused pass over
-the model's flat parameter buffer per step; their formulas, from SEED-NOTES
-section 4, are in ``nnumba.backends.reference.optim``. State starts at zero
-and ``t`` counts the steps taken.
+the model's flat parameter buffer per step; their formulas are in
+``nnumba.backends.reference.optim`` (and explained in docs/topics.md,
+"Optimizers"). State starts at zero and ``t`` counts the steps taken.
 
 Every optimizer also takes ``clip_grad_norm`` (rescale the global gradient
 norm to at most this, as torch.nn.utils.clip_grad_norm_) and
@@ -185,7 +185,7 @@ class Momentum(Optimizer):
 class RMSprop(Optimizer):
     """RMSprop (Hinton): s <- beta s + (1 - beta) g^2; w <- w - lr g / sqrt(s + eps).
 
-    ``eps_inside_sqrt=True`` (the default, as in the notes) puts eps under the
+    ``eps_inside_sqrt=True`` (the default, the classic formulation) puts eps under the
     square root; False gives PyTorch's and Keras' form w <- w - lr g / (sqrt(s) + eps).
     """
 

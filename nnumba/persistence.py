@@ -36,7 +36,7 @@ Loading (``load``) treats the file as hostile. It reads the archive with
 ``zipfile`` itself and checks, in this order, each step bounded in time and
 memory by the bounds below and before the next one starts:
 
-1. the member list: exactly the seven members above, each once, stored or
+1. the member list: exactly the members above (seven in version 1), each once, stored or
    deflated, not encrypted, lying inside the file, and not inflating to more
    than ``MAX_DEFLATE_RATIO`` times its compressed size;
 2. the small members (format, version, counters, the two JSON texts), each

@@ -5,7 +5,8 @@
   scale, per epoch or per iteration: vanishing gradients show as the first
   layer's curve orders of magnitude below the last one's;
 - ``plot_paths(f, paths)``: optimizer paths over the contours of a 2-D function
-  (the Momentum-versus-RMSprop figure of the notes, from real runs).
+  (Momentum against RMSprop on an elongated valley, from real runs; see
+  docs/topics.md, "Optimizers").
 
 Each returns the matplotlib Axes it drew on (a new figure's unless ``ax`` is given).
 """

@@ -59,9 +59,9 @@ def test_layers_without_bias_and_stacked_activations(host_backend):
         np.testing.assert_allclose(a, n, rtol=1e-5, atol=1e-8)
 
 
-def test_sigmoid_chain_of_the_notes():
+def test_one_neuron_sigmoid_chain_by_hand():
     """dC/db1 of the one-neuron chain y_i = s(w_i y_{i-1} + b_i) equals the product
-    dC/dy4 * s'(z4) w4 * s'(z3) w3 * s'(z2) w2 * s'(z1) (SEED-NOTES section 2)."""
+    dC/dy4 * s'(z4) w4 * s'(z3) w3 * s'(z2) w2 * s'(z1) (docs/topics.md, section 2)."""
     layers = []
     for _ in range(4):
         layers += [nn.Dense(1, 1), nn.Sigmoid()]

@@ -268,3 +268,31 @@ def test_no_reference_to_files_outside_the_repository():
             if name.endswith(".py"):
                 text = open(os.path.join(folder, name), encoding="utf-8").read()
                 assert "../shared" not in text, name
+
+
+@pytest.mark.parametrize("backend", ["numpy", "cpu"])
+def test_running_statistics_that_overflow_are_not_kept(backend):
+    """A batch whose variance overflows float32 leaves the loss finite (BatchNorm
+    normalises it away) but would make the running variance inf: refused, and the
+    model keeps what it had before that iteration, running statistics included."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(12, 3))
+    X[8:] *= 1e21  # the third batch of 4
+    y = rng.integers(0, 2, 12)
+
+    def build():
+        m = nn.Sequential([nn.Dense(3, 4), L.BatchNorm(4), nn.ReLU(), nn.Dense(4, 2)],
+                          backend=backend, dtype="float32", seed=0)
+        m.compile("cross_entropy", nn.optim.SGD(lr=1e-3))
+        return m
+
+    model, steps = build(), build()
+    with pytest.raises(nn.NonFiniteError) as err:
+        model.fit(X, y, epochs=1, batch_size=4, shuffle=False)
+    assert err.value.kind in ("running statistics", "loss", "gradient"), err.value.kind
+    assert err.value.iteration == 3
+    for a in (0, 4):
+        steps.train_step(X[a:a + 4], y[a:a + 4])
+    assert weights_equal(model, steps)
+    np.testing.assert_array_equal(model._buffers, steps._buffers)
+    assert np.isfinite(model._buffers).all() and model.optimizer.t == 2

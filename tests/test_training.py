@@ -7,7 +7,7 @@ from conftest import OPTIMIZERS, small_model, toy_data
 
 
 def test_cifar_counting_example():
-    """SEED-NOTES section 1: N=50000, B=256 -> 196 iterations per epoch, 1960 updates in 10."""
+    """docs/topics.md, section 1: N=50000, B=256 -> 196 iterations per epoch, 1960 updates in 10."""
     assert nn.data.iterations_per_epoch(50000, 256) == 196
     assert nn.data.n_updates(50000, 256, 10) == 1960
     assert nn.data.iterations_per_epoch(50000, 256, drop_last=True) == 195

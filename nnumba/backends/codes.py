@@ -97,7 +97,7 @@ N_COLS = 7
 STAT_LOSS = 0     # mean loss of the batch, before the update
 STAT_CORRECT = 1  # number of correct predictions in the batch (0 for mse)
 STAT_STATUS = 2   # why the iteration stopped the call (a STATUS_* code; 0 when it did not)
-STAT_NORMS = 3    # from here on: L2 norm of each Dense layer's weight gradient
+STAT_NORMS = 3    # from here on: L2 norm of each parameterised layer's weight gradient
 
 # STAT_STATUS values: what turned NaN or infinite first in an iteration that stopped
 STATUS_OK = 0
@@ -105,8 +105,9 @@ STATUS_LOSS = 1      # the batch loss: no update was made
 STATUS_GRADIENT = 2  # the gradient (its global norm): no update was made
 STATUS_UPDATE = 3    # a parameter after the update: the update was made and must be undone
 STATUS_STATE = 4     # the optimizer state after the update: likewise
+STATUS_BUFFERS = 5   # BatchNorm's running statistics after the forward pass: likewise
 STATUS_NAMES = {STATUS_LOSS: "loss", STATUS_GRADIENT: "gradient", STATUS_UPDATE: "update",
-                STATUS_STATE: "optimizer state"}
+                STATUS_STATE: "optimizer state", STATUS_BUFFERS: "running statistics"}
 
 # slots of the float64 hyperparameter vector handed to optimizer_step
 HP_LR = 0

@@ -27,7 +27,7 @@ from .dropout import dropout_backward, dropout_forward
 from .elementwise import add, add_into, copy
 from .gradients import apply_weight_decay, clip_by_norm, clip_by_value, sum_of_squares
 from .losses import loss_forward_backward
-from .network import first_rows, gather_rows, consecutive
+from .network import _blas_turn, consecutive, first_rows, gather_rows
 from .optim import optimizer_step
 from .pool1d import (avgpool1d_backward, avgpool1d_forward, global_avgpool1d_backward,
                      global_avgpool1d_forward, maxpool1d_backward, maxpool1d_forward)
@@ -242,10 +242,19 @@ def gradient_norms(plan, grads, stats_row, scratch):
     return np.sqrt(total)
 
 
-@njit(**KERNEL)
 def train_batches(plan, params, grads, buffers, loss, data, n_rows, batch_size, first, n_iter, opt,
                   ws, stats):
-    """See the reference twin: iterations first, ..., first + n_iter - 1, fused."""
+    """See the reference twin: iterations first, ..., first + n_iter - 1, in one compiled
+    call, taking its turn on BLAS with the MLP loop's calls (``network._blas_turn``:
+    BLAS's thread count is one setting for the process)."""
+    with _blas_turn:
+        return _train_batches(plan, params, grads, buffers, loss, data, n_rows, batch_size, first,
+                              n_iter, opt, ws, stats)
+
+
+@njit(**KERNEL)
+def _train_batches(plan, params, grads, buffers, loss, data, n_rows, batch_size, first, n_iter, opt,
+                   ws, stats):
     scratch = np.zeros(1)
     for j in range(n_iter):
         start = (first + j) * batch_size
@@ -267,8 +276,12 @@ def train_batches(plan, params, grads, buffers, loss, data, n_rows, batch_size, 
                 gather_rows(data.T, index, t_n)
         row = flat_view(stats, j * stats.shape[1], stats.shape[1])
         step = opt.t + j + 1
-        loss_and_gradients(plan, params, grads, buffers, loss, x, t_n, l_n, ws, TRAIN_UPDATE,
-                           opt.seed, step)
+        # loss_and_gradients, written out: each level of jitted calls re-optimises all the
+        # code below it when Numba links it (measured: this level cost 3.3 s of a cold start)
+        forward(plan, params, buffers, x, ws, TRAIN_UPDATE, opt.seed, step)
+        loss_forward_backward(loss, output_rows(plan, ws.acts, ws.xb.shape[0], n), t_n, l_n,
+                              output_rows(plan, ws.deltas, ws.xb.shape[0], n), ws.result)
+        backward(plan, params, grads, x, ws, opt.seed, step)
         row[c.STAT_LOSS] = ws.result[0]
         row[c.STAT_CORRECT] = ws.result[1]
         norm = gradient_norms(plan, grads, row[c.STAT_NORMS:], scratch)
@@ -288,6 +301,11 @@ def train_batches(plan, params, grads, buffers, loss, data, n_rows, batch_size, 
                 if segs[s, c.SEG_DECAY]:
                     apply_weight_decay(_segment(params, segs, s), _segment(grads, segs, s), opt.hp)
         status = optimizer_step(opt.code, params, grads, opt.state, opt.hp, step)
+        if status == c.STATUS_OK:
+            big = np.finfo(buffers.dtype).max
+            for e in range(buffers.shape[0]):  # BatchNorm's running statistics (a few numbers)
+                if not abs(buffers[e]) <= big:
+                    status = c.STATUS_BUFFERS
         row[c.STAT_STATUS] = status
         if status != c.STATUS_OK:
             return j

@@ -25,6 +25,7 @@ from ._config import (BLAS_THREADED_MIN_FLOPS, INLINE, KERNEL, OUTER_PRODUCT_MAX
 from ._views import flat_view, rows_view
 from .activations import activation_backward, activation_forward
 from .dense import column_sums, dense_backward, dense_backward_input, dense_forward
+from .elementwise import copy
 from .gradients import apply_weight_decay, clip_by_norm, clip_by_value, sum_of_squares
 from .losses import loss_forward_backward
 from .optim import optimizer_step, outer_product_step, state_rows, step_serial
@@ -109,7 +110,7 @@ def _backward(blocks, alphas, params, grads, x, acts, deltas, weight_grads):
             if blocks[i, HAS_DENSE]:
                 dense_backward_input(dy, _weight_view(blocks, i, params), dinp)
             else:
-                dinp[:, :] = dy
+                copy(dy, dinp)  # a loop: slice assignment compiles numba's shape-error messages (~3 s)
         y, dy = inp, dinp
 
 
@@ -270,8 +271,11 @@ def train_batches(blocks, alphas, params, grads, loss, X, T, labels, order, n_ro
     that set a limit sets the count back. A call's result therefore never
     depends on what other threads do.
     """
+    last = n_rows % batch_size
+    few_rows = batch_size <= OUTER_PRODUCT_MAX_ROWS or 0 < last <= OUTER_PRODUCT_MAX_ROWS
     args = (blocks, alphas, params, grads, loss, X, T, labels, order, n_rows, batch_size, first,
-            n_iter, opt, state, hp, t, clip_norm, clip_value, xb, tb, lb, acts, deltas, stats)
+            n_iter, opt, state, hp, t, clip_norm, clip_value, xb, tb, lb, acts, deltas, stats,
+            True if few_rows else None)
     threads = blas_threads(blocks, batch_size)
     with _blas_turn:
         if threads is None:
@@ -320,7 +324,11 @@ def _blas_controller():
 @njit(**KERNEL)
 def _train_batches(blocks, alphas, params, grads, loss, X, T, labels, order, n_rows, batch_size,
                    first, n_iter, opt, state, hp, t, clip_norm, clip_value, xb, tb, lb, acts, deltas,
-                   stats):
+                   stats, few_rows_paths):
+    """The loop; ``few_rows_paths`` is None when no batch has OUTER_PRODUCT_MAX_ROWS rows
+    or fewer: Numba then prunes the branches of such batches (``is None`` on an
+    argument is decided at compile time), so their kernels are not even compiled
+    (about 3 s of a cold start)."""
     scratch = np.zeros(1)
     # (weight decay needs each weight gradient whole: no on-the-fly step then)
     outer = params.shape[0] >= OUTER_PRODUCT_MIN_PARAMS and hp[HP_WEIGHT_DECAY] == 0
@@ -349,9 +357,17 @@ def _train_batches(blocks, alphas, params, grads, loss, X, T, labels, order, n_r
         # them row by row as it goes (see OUTER_PRODUCT_MIN_PARAMS).
         few_rows = n <= OUTER_PRODUCT_MAX_ROWS
         on_the_fly = outer and few_rows
-        _loss_and_gradients(blocks, alphas, params, grads, loss, x, t_n, l_n, acts, deltas,
-                            row[STAT_LOSS:], not on_the_fly)
-        if few_rows:
+        # _loss_and_gradients, written out: each level of jitted calls re-optimises all
+        # the code below it when Numba links it (about 1 s of a cold start here)
+        forward(blocks, alphas, params, x, acts)
+        rows = _workspace_rows(blocks, acts)
+        last = blocks.shape[0] - 1
+        loss_forward_backward(loss, _block_view(blocks, last, acts, rows, n), t_n, l_n,
+                              _block_view(blocks, last, deltas, rows, n), row[STAT_LOSS:])
+        _backward(blocks, alphas, params, grads, x, acts, deltas, not on_the_fly)
+        if few_rows_paths is None:
+            norm = gradient_norms(blocks, grads, row[STAT_NORMS:], scratch)
+        elif few_rows:
             norm = outer_gradient_norms(blocks, grads, x, acts, deltas, row[STAT_NORMS:], scratch)
         else:
             norm = gradient_norms(blocks, grads, row[STAT_NORMS:], scratch)
@@ -361,7 +377,7 @@ def _train_batches(blocks, alphas, params, grads, loss, X, T, labels, order, n_r
         if not math.isfinite(norm):
             row[STAT_STATUS] = STATUS_GRADIENT
             return j
-        if on_the_fly:
+        if few_rows_paths is not None and on_the_fly:
             status = outer_steps(blocks, params, grads, x, acts, deltas, opt, state, hp, t + j + 1,
                                  norm, clip_norm, clip_value)
         else:

@@ -323,6 +323,9 @@ def train_batches(plan, params, grads, buffers, loss, data, n_rows, batch_size, 
                                                        segment(grads, plan.segs, s), opt.hp)
             host_stats[c.STAT_STATUS] = k.optim.optimizer_step(opt.code, params, grads, opt.state,
                                                                opt.hp, step)
+            if host_stats[c.STAT_STATUS] == c.STATUS_OK and buffers.size and \
+                    not np.isfinite(k.memory.to_host(buffers)).all():
+                host_stats[c.STAT_STATUS] = c.STATUS_BUFFERS
         k.memory.copy_from_host(stats[j], host_stats)
         if host_stats[c.STAT_STATUS] != c.STATUS_OK:
             done = j

@@ -3,11 +3,11 @@
 w: parameters, g: their gradient, same shape; the state arrays (v, s, m) start
 at zero and are updated in place. Hyperparameters arrive as Python/NumPy
 float64 and are rounded to w's dtype before use, so a float32 model computes
-in float32 throughout. Formulas (SEED-NOTES section 4, API.md):
+in float32 throughout. Formulas (explained in docs/topics.md, "Optimizers"):
 
 SGD:        w <- w - lr g
 Momentum:   v <- beta v + (1 - beta) g;            w <- w - lr v
-            (the EWMA form of the notes; equals torch.optim.SGD(lr * (1 - beta), momentum=beta))
+            (the EWMA form; equals torch.optim.SGD(lr * (1 - beta), momentum=beta))
 RMSprop:    s <- beta s + (1 - beta) g^2;          w <- w - lr g / sqrt(s + eps)
             or, with eps_inside_sqrt False,        w <- w - lr g / (sqrt(s) + eps)  (PyTorch, Keras)
 Adam:       m <- beta1 m + (1 - beta1) g;          v <- beta2 v + (1 - beta2) g^2
