@@ -13,6 +13,7 @@ per-iteration statistics rows (``codes.STAT_*``).
 import numpy as np
 
 from .backends import codes
+from .backends.bundles import Blocks, Data, MLPWorkspace, Program, Step, Workspace
 
 
 class MLPLoop:
@@ -26,12 +27,10 @@ class MLPLoop:
         return _MLPWorkspace(self.backend.memory, self.plan, rows, dtype)
 
     def train_batches(self, model, data, n_rows, batch_size, first, n_iter, ws, stats, clip, mode):
-        plan, opt = self.plan, model.optimizer
-        X, T, labels, order = data
         return self.network.train_batches(
-            plan.blocks, plan.alphas, model._params, model._grads, model.loss.code, X, T, labels,
-            order, n_rows, batch_size, first, n_iter, opt.code, opt.state, opt.hp_vector(), opt.t,
-            clip[0], clip[1], ws.xb, ws.tb, ws.lb, ws.acts, ws.deltas, stats)
+            Blocks(self.plan.blocks, self.plan.alphas), model._params, model._grads,
+            model.loss.code, Data(*data), n_rows, batch_size, first, n_iter, _step(model, clip),
+            MLPWorkspace(ws.xb, ws.tb, ws.lb, ws.acts, ws.deltas), stats)
 
     def forward(self, model, x, ws, mode):
         """Outputs of the batch x as an (n, n_out) view of ws."""
@@ -75,12 +74,12 @@ class OpLoop:
         memory = backend.memory
         # the tables, as the backend's interpreter reads them (host arrays on every backend:
         # the cuda interpreter's loop runs on the host)
-        self.program = self.interpreter.Program(plan.ops, plan.fops, plan.segs)
+        self.program = Program(plan.ops, plan.fops, plan.segs)
         self.memory = memory
 
     def workspace(self, rows, dtype):
         plan, memory = self.plan, self.memory
-        ws = self.interpreter.Workspace(
+        ws = Workspace(
             memory.zeros((rows, plan.n_in), dtype), memory.zeros((rows, plan.n_out), dtype),
             memory.zeros(rows, np.int64), memory.zeros(rows * plan.width, dtype),
             memory.zeros(rows * plan.width, dtype), memory.zeros(rows * plan.cache_width, dtype),
@@ -89,15 +88,10 @@ class OpLoop:
             memory.zeros(max(plan.n_buffers, 1), dtype), memory.zeros(2, np.float64))
         return _OpWorkspace(rows, ws)
 
-    def _step(self, model, clip):
-        opt = model.optimizer
-        return self.interpreter.Step(opt.code, opt.state, opt.hp_vector(), opt.t, clip[0], clip[1],
-                                     model._dropout_seed)
-
     def train_batches(self, model, data, n_rows, batch_size, first, n_iter, ws, stats, clip, mode):
         return self.interpreter.train_batches(
             self.program, model._params, model._grads, model._buffers, model.loss.code,
-            self.interpreter.Data(*data), n_rows, batch_size, first, n_iter, self._step(model, clip),
+            Data(*data), n_rows, batch_size, first, n_iter, _step(model, clip),
             ws.bundle, stats)
 
     def forward(self, model, x, ws, mode):
@@ -121,6 +115,12 @@ class _OpWorkspace:
         self.rows, self.bundle = rows, bundle
         self.xb, self.tb, self.lb, self.result = bundle.xb, bundle.tb, bundle.lb, bundle.result
         self.deltas = bundle.deltas
+
+
+def _step(model, clip):
+    """The optimizer's bundle for one call of a loop (hyperparameters read now)."""
+    opt = model.optimizer
+    return Step(opt.code, opt.state, opt.hp_vector(), opt.t, clip[0], clip[1], model._dropout_seed)
 
 
 def loop_for(backend, plan):

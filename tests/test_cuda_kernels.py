@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from nnumba.backends import codes
+from nnumba.backends.bundles import Blocks, Data, MLPWorkspace, Step
 from nnumba.backends.cuda import (activations, dense, gradients, losses, memory, network,
                                   optim)
 from nnumba.backends.reference import activations as ref_act
@@ -357,10 +358,10 @@ def _train(backend_net, to, p, loss, opt, order, n_rows, batch, first, n_iter, c
           to(np.zeros(rows * plan.mlp_width, dtype))]
     stats = to(np.zeros((n_iter, codes.STAT_NORMS + 3)))
     grads = to(np.zeros(plan.n_params, dtype))
-    done = backend_net.train_batches(plan.blocks, plan.alphas, params, grads,
-                                     loss, to(p["X"]), to(T), to(labels), to(order), n_rows, batch,
-                                     first, n_iter, opt, state, _hp(opt), t, clip[0],
-                                     clip[1], *ws, stats)
+    done = backend_net.train_batches(
+        Blocks(plan.blocks, plan.alphas), params, grads, loss,
+        Data(to(p["X"]), to(T), to(labels), to(order)), n_rows, batch, first, n_iter,
+        Step(opt, state, _hp(opt), t, clip[0], clip[1], 0), MLPWorkspace(*ws), stats)
     back = (lambda a: a) if to is np.array else host
     return done, back(params), back(state), back(stats)
 

@@ -15,8 +15,8 @@ import numpy as np
 from numba import njit
 
 from .. import codes as c
-from ..reference.interpreter import (EVAL, TRAIN, TRAIN_UPDATE, Data, Program, Step,  # noqa: F401
-                                     Workspace)
+from ..bundles import Data, Program, Step, Workspace  # noqa: F401 (the loop's bundles)
+from ..reference.interpreter import EVAL, TRAIN, TRAIN_UPDATE
 from ._config import KERNEL
 from ._views import flat_view, rows_view
 from .activations import activation_backward, activation_forward

@@ -258,8 +258,7 @@ def consecutive(index):
     return True
 
 
-def train_batches(blocks, alphas, params, grads, loss, X, T, labels, order, n_rows, batch_size,
-                  first, n_iter, opt, state, hp, t, clip_norm, clip_value, xb, tb, lb, acts, deltas,
+def train_batches(plan, params, grads, loss, data, n_rows, batch_size, first, n_iter, opt, ws,
                   stats):
     """Run iterations first, ..., first + n_iter - 1 of an epoch; return how many completed.
 
@@ -271,10 +270,11 @@ def train_batches(blocks, alphas, params, grads, loss, X, T, labels, order, n_ro
     that set a limit sets the count back. A call's result therefore never
     depends on what other threads do.
     """
+    blocks = plan.blocks
     last = n_rows % batch_size
     few_rows = batch_size <= OUTER_PRODUCT_MAX_ROWS or 0 < last <= OUTER_PRODUCT_MAX_ROWS
-    args = (blocks, alphas, params, grads, loss, X, T, labels, order, n_rows, batch_size, first,
-            n_iter, opt, state, hp, t, clip_norm, clip_value, xb, tb, lb, acts, deltas, stats,
+    args = (blocks, plan.alphas, params, grads, loss, *data, n_rows, batch_size, first, n_iter,
+            opt.code, opt.state, opt.hp, opt.t, opt.clip_norm, opt.clip_value, *ws, stats,
             True if few_rows else None)
     threads = blas_threads(blocks, batch_size)
     with _blas_turn:

@@ -82,7 +82,7 @@ def finite(a, big):
 
 
 @njit(**INLINE)
-def verdict(ok_w, ok_s):
+def _verdict(ok_w, ok_s):
     """The STATUS_* code of a step whose parameters (ok_w) and state (ok_s) stayed finite."""
     return STATUS_STATE if not ok_s else (STATUS_OK if ok_w else STATUS_UPDATE)
 
@@ -114,7 +114,7 @@ def _loops(opt, w, g, s0, s1, c):
             _adam(i, w, g[i], s0, s1, step_size, beta1, beta2, eps_hat, one)
             ok_w &= finite(w[i], big)
             ok_s &= finite(s0[i], big) & finite(s1[i], big)
-    return verdict(ok_w, ok_s)
+    return _verdict(ok_w, ok_s)
 
 
 @njit(**PARALLEL)

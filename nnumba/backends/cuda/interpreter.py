@@ -7,7 +7,7 @@ iteration). The specialised MLP paths of ``network`` keep the whole loop on the
 device; models with other layer kinds take this one.
 """
 from ..reference import interpreter as _loop
-from ..reference.interpreter import EVAL, TRAIN, TRAIN_UPDATE, Data, Program, Step, Workspace  # noqa: F401
+from ..reference.interpreter import EVAL, TRAIN, TRAIN_UPDATE  # noqa: F401
 
 
 def _k():

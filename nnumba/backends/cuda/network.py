@@ -43,6 +43,7 @@ from . import activations, dense, losses
 from .activations import apply, derivative
 from .gradients import block_sum, block_sum2, clamp, partial_blocks
 from .memory import flat, scratch
+from .memory import scratch as memory_scratch
 from .optim import element_status, hyperparameters, update
 
 
@@ -60,23 +61,23 @@ def block_view(blocks, i, buf, rows, n):
     return buf[start:start + int(n) * width].reshape(int(n), width)
 
 
-def weight_slice(blocks, i, flat_buf):
+def weight_slice(blocks, i, flat):
     """Block i's weights as a flat slice of a parameter-shaped buffer."""
     off = int(blocks[i, W_OFF])
-    return flat_buf[off:off + int(blocks[i, N_IN] * blocks[i, N_OUT])]
+    return flat[off:off + int(blocks[i, N_IN] * blocks[i, N_OUT])]
 
 
-def weight_view(blocks, i, flat_buf):
+def weight_view(blocks, i, flat):
     """Block i's weights as an (n_in, n_out) view of a parameter-shaped buffer."""
-    return weight_slice(blocks, i, flat_buf).reshape(int(blocks[i, N_IN]), int(blocks[i, N_OUT]))
+    return weight_slice(blocks, i, flat).reshape(int(blocks[i, N_IN]), int(blocks[i, N_OUT]))
 
 
-def bias_view(blocks, i, flat_buf):
+def bias_view(blocks, i, flat):
     """Block i's bias (empty when it has none) in a parameter-shaped buffer."""
     off = int(blocks[i, B_OFF])
     if off < 0:
-        return flat_buf[:0]
-    return flat_buf[off:off + int(blocks[i, N_OUT])]
+        return flat[:0]
+    return flat[off:off + int(blocks[i, N_OUT])]
 
 
 def _param_views(blocks, flat_buf):
@@ -358,20 +359,20 @@ def _norms(blocks, grads, out, base, sq, halt=None, loss_at=0, j=-1):
                                       int(loss_at), int(j))
 
 
-def gradient_norms(blocks, grads, stats_row, scratch_buf):
+def gradient_norms(blocks, grads, stats_row, scratch):  # noqa: F811 (shadows memory.scratch)
     """stats_row[k] = ||dW_k|| for the k-th Dense block; returns the global norm of all
     grads, sqrt(sum_k ||dW_k||^2 + ||db_k||^2), from the same sums.
 
-    stats_row: float64 device array; scratch_buf: a float64 array (device or host) of
+    stats_row: float64 device array; scratch: a float64 array (device or host) of
     length >= 1 that receives the global sum of squares.
     """
-    sq = scratch("gradient_norms", 1, np.float64)
+    sq = memory_scratch("gradient_norms", 1, np.float64)
     _norms(blocks, grads, stats_row, 0, sq)
     total = sq.copy_to_host()
-    if hasattr(scratch_buf, "copy_to_host"):
-        scratch_buf[:1].copy_to_device(total)
+    if hasattr(scratch, "copy_to_host"):
+        scratch[:1].copy_to_device(total)
     else:
-        scratch_buf[0] = total[0]
+        scratch[0] = total[0]
     return float(np.sqrt(total[0]))
 
 
@@ -798,8 +799,7 @@ def _train_fused(blocks, alphas, params, grads, loss, X, T, labels, order, n_row
     return int(done.copy_to_host()[0])
 
 
-def train_batches(blocks, alphas, params, grads, loss, X, T, labels, order, n_rows, batch_size,
-                  first, n_iter, opt, state, hp, t, clip_norm, clip_value, xb, tb, lb, acts, deltas,
+def train_batches(plan, params, grads, loss, data, n_rows, batch_size, first, n_iter, opt, ws,
                   stats):
     """Run iterations first, ..., first + n_iter - 1 of an epoch; return how many completed.
 
@@ -810,6 +810,7 @@ def train_batches(blocks, alphas, params, grads, loss, X, T, labels, order, n_ro
     """
     if n_iter <= 0:
         return 0
+    blocks = plan.blocks
     path = _train_fused if use_single_block(blocks, params.shape[0], batch_size) else _train_layers
-    return path(blocks, alphas, params, grads, loss, X, T, labels, order, n_rows, batch_size, first,
-                n_iter, opt, state, hp, t, clip_norm, clip_value, xb, tb, lb, acts, deltas, stats)
+    return path(blocks, plan.alphas, params, grads, loss, *data, n_rows, batch_size, first, n_iter,
+                opt.code, opt.state, opt.hp, opt.t, opt.clip_norm, opt.clip_value, *ws, stats)

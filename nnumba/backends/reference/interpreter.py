@@ -35,12 +35,12 @@ inner ops wrote for the block's input.
 """
 import functools
 import importlib
-from collections import namedtuple
 from types import SimpleNamespace
 
 import numpy as np
 
 from .. import codes as c
+from ..bundles import Data, Program, Step, Workspace  # noqa: F401 (the loop's bundles)
 
 KERNEL_MODULES = ("dense", "activations", "conv1d", "pool1d", "dropout", "batchnorm", "elementwise",
                   "losses", "gradients", "optim", "memory", "network")
@@ -53,10 +53,6 @@ def kernels(package=__package__):
 
 EVAL, TRAIN, TRAIN_UPDATE = 0, 1, 2
 
-Program = namedtuple("Program", "ops fops segs")
-Workspace = namedtuple("Workspace", "xb tb lb acts deltas cache icache scratch buffer_scratch result")
-Data = namedtuple("Data", "X T labels order")
-Step = namedtuple("Step", "code state hp t clip_norm clip_value seed")
 
 
 def rows_of(ws):

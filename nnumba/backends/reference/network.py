@@ -129,11 +129,23 @@ def gather_rows(src, index, dst):
     np.take(src, index, axis=0, out=dst)
 
 
-@np.errstate(over="ignore", invalid="ignore")  # divergence is reported by the return value
-def train_batches(blocks, alphas, params, grads, loss, X, T, labels, order, n_rows, batch_size,
-                  first, n_iter, opt, state, hp, t, clip_norm, clip_value, xb, tb, lb, acts, deltas,
+def train_batches(plan, params, grads, loss, data, n_rows, batch_size, first, n_iter, opt, ws,
                   stats):
     """Run iterations first, ..., first + n_iter - 1 of an epoch; return how many completed.
+
+    The bundles (``backends.bundles``): plan ``Blocks``, data ``Data``, opt
+    ``Step``, ws ``MLPWorkspace``; the loop itself is ``run_batches``.
+    """
+    return run_batches(plan.blocks, plan.alphas, params, grads, loss, *data, n_rows, batch_size,
+                       first, n_iter, opt.code, opt.state, opt.hp, opt.t, opt.clip_norm,
+                       opt.clip_value, *ws, stats)
+
+
+@np.errstate(over="ignore", invalid="ignore")  # divergence is reported by the return value
+def run_batches(blocks, alphas, params, grads, loss, X, T, labels, order, n_rows, batch_size,
+                first, n_iter, opt, state, hp, t, clip_norm, clip_value, xb, tb, lb, acts, deltas,
+                stats):
+    """``train_batches`` with its bundles unpacked: the definition of the MLP loop.
 
     Iteration j trains on the rows order[j B : min((j + 1) B, n_rows)] of X and of
     T (mse, BCE) or labels (cross-entropy), with B = batch_size; n_rows is
