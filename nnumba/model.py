@@ -389,6 +389,9 @@ class Sequential:
         snapshot = _Snapshot(self)
 
         self.stop_training = False
+        for cb in callbacks:
+            if callable(getattr(cb, "set_model", None)):
+                cb.set_model(self)  # Keras's protocol: a callback knows its model
         _callback(callbacks, "on_train_begin", {})
         with self._workspace(batch_size) as ws:
             for epoch in range(epochs):
@@ -590,6 +593,26 @@ class Sequential:
         from .persistence import save_model
 
         save_model(self, path)
+
+    # ---- pickle and copy, in memory --------------------------------------------------------------
+    def __getstate__(self):
+        """What pickle and copy.deepcopy keep: the bytes of the model's file (see
+        ``save``), so a copy trains on exactly as the original would. A pickle is for
+        memory (joblib, multiprocessing, scikit-learn's clone and grid search):
+        ``nn.load`` never unpickles a file."""
+        from .persistence import to_bytes
+
+        if self._training.locked():
+            raise RuntimeError("a model cannot be copied or pickled while fit runs on it")
+        return {"nnumba_file": to_bytes(self)}
+
+    def __setstate__(self, state):
+        from .persistence import from_bytes
+
+        built = from_bytes(state["nnumba_file"])
+        self.__dict__.update(built.__dict__)
+        if self.optimizer is not None:
+            self.optimizer._model = self
 
 
 def _check_in_dtype(optimizer, dtype):

@@ -395,11 +395,26 @@ def _open_regular_file(path):
         raise
 
 
-def _read(f):
+def to_bytes(model):
+    """The model as the bytes of its file (what ``pickle`` and ``copy.deepcopy`` of a
+    model use: in memory only; files are never unpickled)."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **_arrays(model))
+    return buffer.getvalue()
+
+
+def from_bytes(data, backend=None):
+    """The model of ``to_bytes`` output, checked as ``load`` checks a file."""
+    description, rng_state, params, state, t = _read(io.BytesIO(data), len(data))
+    return _build(description, rng_state, params, state, t,
+                  get_backend(backend or description.backend).name)
+
+
+def _read(f, size=None):
     """The checked contents of the open file ``f``: (description, generator state,
     params, optimizer state, optimizer step count); ValueError (or a zipfile
     error) for anything else. The steps are those of the module docstring."""
-    size = os.fstat(f.fileno()).st_size
+    size = os.fstat(f.fileno()).st_size if size is None else size
     with zipfile.ZipFile(f) as archive:
         members = _members(archive, size)
         t = _check_counters(archive, members, "buffers" in members)
