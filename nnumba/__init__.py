@@ -11,7 +11,7 @@ Backends: "numpy" (pure-NumPy reference), "cpu" (Numba @njit), "cuda"
 matter in docs/topics.md; the formulas of every kernel are in the docstrings
 of ``nnumba.backends.reference``.
 """
-from . import data, diagnostics, initializers, layers, losses, optim
+from . import callbacks, data, diagnostics, initializers, layers, losses, metrics, optim, schedules
 from .errors import NonFiniteError
 from .history import History
 from .layers import (AvgPool1D, BatchNorm, Conv1D, Dense, Dropout, Flatten, GlobalAvgPool1D, Identity,
@@ -23,17 +23,18 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name):
-    # nn.plot needs matplotlib, an optional dependency: imported on first use only
-    if name == "plot":
+    # nn.plot needs matplotlib and nn.sklearn scikit-learn's estimator machinery: both are
+    # imported on first use only
+    if name in ("plot", "sklearn"):
         import importlib
 
-        return importlib.import_module(".plot", __name__)
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'nnumba' has no attribute {name!r}")
 
 __all__ = [
     "Sequential", "Dense", "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "Identity",
     "Conv1D", "MaxPool1D", "AvgPool1D", "GlobalAvgPool1D", "Flatten", "Dropout", "BatchNorm",
     "Residual", "layers",
-    "losses", "optim", "data", "diagnostics", "initializers",
+    "losses", "optim", "data", "diagnostics", "initializers", "callbacks", "schedules", "metrics",
     "load", "History", "NonFiniteError",
 ]

@@ -29,8 +29,8 @@ class MLPLoop:
     def train_batches(self, model, data, n_rows, batch_size, first, n_iter, ws, stats, clip, mode):
         return self.network.train_batches(
             Blocks(self.plan.blocks, self.plan.alphas), model._params, model._grads,
-            model.loss.code, Data(*data), n_rows, batch_size, first, n_iter, _step(model, clip),
-            MLPWorkspace(ws.xb, ws.tb, ws.lb, ws.acts, ws.deltas), stats)
+            model.loss.code, Data(*data), n_rows, batch_size, first, n_iter, _step(model, clip, n_iter),
+            MLPWorkspace(ws.xb, ws.tb, ws.lb, ws.acts, ws.deltas, ws.wb), stats)
 
     def forward(self, model, x, ws, mode):
         """Outputs of the batch x as an (n, n_out) view of ws."""
@@ -60,6 +60,7 @@ class _MLPWorkspace:
         self.xb = memory.zeros((rows, plan.n_in), dtype)
         self.tb = memory.zeros((rows, plan.n_out), dtype)
         self.lb = memory.zeros(rows, np.int64)
+        self.wb = memory.zeros(rows, dtype)
         self.acts = memory.zeros(rows * plan.mlp_width, dtype)
         self.deltas = memory.zeros(rows * plan.mlp_width, dtype)
         self.result = memory.zeros(2, np.float64)
@@ -85,13 +86,14 @@ class OpLoop:
             memory.zeros(rows * plan.width, dtype), memory.zeros(rows * plan.cache_width, dtype),
             memory.zeros(max(rows * plan.icache_width, 1), np.int64),
             memory.zeros(max(rows * plan.scratch_width, 1), dtype),
-            memory.zeros(max(plan.n_buffers, 1), dtype), memory.zeros(2, np.float64))
+            memory.zeros(max(plan.n_buffers, 1), dtype), memory.zeros(2, np.float64),
+            memory.zeros(rows, dtype))
         return _OpWorkspace(rows, ws)
 
     def train_batches(self, model, data, n_rows, batch_size, first, n_iter, ws, stats, clip, mode):
         return self.interpreter.train_batches(
             self.program, model._params, model._grads, model._buffers, model.loss.code,
-            Data(*data), n_rows, batch_size, first, n_iter, _step(model, clip),
+            Data(*data), n_rows, batch_size, first, n_iter, _step(model, clip, n_iter),
             ws.bundle, stats)
 
     def forward(self, model, x, ws, mode):
@@ -117,10 +119,12 @@ class _OpWorkspace:
         self.deltas = bundle.deltas
 
 
-def _step(model, clip):
-    """The optimizer's bundle for one call of a loop (hyperparameters read now)."""
+def _step(model, clip, n_iter):
+    """The optimizer's bundle for one call of a loop (hyperparameters read now, a
+    schedule's learning rates for the call's n_iter steps)."""
     opt = model.optimizer
-    return Step(opt.code, opt.state, opt.hp_vector(), opt.t, clip[0], clip[1], model._dropout_seed)
+    return Step(opt.code, opt.state, opt.hp_vector(), opt.t, clip[0], clip[1], model._dropout_seed,
+                opt.learning_rates(opt.t + 1, n_iter))
 
 
 def loop_for(backend, plan):

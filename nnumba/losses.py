@@ -101,6 +101,29 @@ class MSE(Loss):
         return _float_targets(y, n_samples, n_out, dtype, name), np.zeros(0, np.int64)
 
 
+class MAE(Loss):
+    """Mean absolute error: L = mean over all elements of |output - target| (torch's
+    L1Loss, Keras's MAE); gradient sign(output - target) / (n m), 0 at a tie."""
+
+    name = "mae"
+    code = codes.MAE
+
+    def prepare_targets(self, y, n_samples, n_out, dtype, name="y"):
+        return _float_targets(y, n_samples, n_out, dtype, name), np.zeros(0, np.int64)
+
+
+class Huber(Loss):
+    """Huber loss with delta = 1 (torch's HuberLoss, Keras's Huber): per element
+    d^2 / 2 for |d| <= 1, |d| - 1/2 beyond, d = output - target; mean over all
+    elements. Quadratic near the target, linear (robust to outliers) far from it."""
+
+    name = "huber"
+    code = codes.HUBER
+
+    def prepare_targets(self, y, n_samples, n_out, dtype, name="y"):
+        return _float_targets(y, n_samples, n_out, dtype, name), np.zeros(0, np.int64)
+
+
 class BinaryCrossEntropy(Loss):
     """Sigmoid + binary cross-entropy from logits; targets in [0, 1] (usually {0, 1})."""
 
@@ -156,7 +179,7 @@ class CrossEntropy(Loss):
         return e / e.sum(axis=1, keepdims=True)
 
 
-LOSSES = {cls.name: cls for cls in (MSE, BinaryCrossEntropy, CrossEntropy)}
+LOSSES = {cls.name: cls for cls in (MSE, MAE, Huber, BinaryCrossEntropy, CrossEntropy)}
 
 
 def get_loss(loss):

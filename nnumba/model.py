@@ -10,6 +10,7 @@ import inspect
 import signal
 import threading
 import time
+import warnings
 
 import numpy as np
 
@@ -17,7 +18,9 @@ from . import _checks
 from .backends import codes, get_backend
 from .data import batch_sizes, iterations_per_epoch
 from .errors import NonFiniteError
+from . import metrics as metrics_
 from .history import History
+from .layers import Sigmoid, Tanh
 from .loops import EVAL, TRAIN, loop_for
 from .losses import get_loss
 from .optim import get_optimizer
@@ -147,6 +150,7 @@ class Sequential:
         self._training = threading.Lock()     # held while fit or train_step runs
         self.loss = None
         self.optimizer = None
+        self.metrics = {}
         self.epochs_trained = 0
         self.stop_training = False
 
@@ -204,17 +208,31 @@ class Sequential:
         self._backend.memory.copy_from_host(self._params, host)
 
     # ---- compile -----------------------------------------------------------------------------
-    def compile(self, loss, optimizer="rmsprop"):
-        """Choose the loss ("mse", "binary_cross_entropy", "cross_entropy" or an
-        nn.losses object) and the optimizer (an nn.optim object or its name;
-        default "rmsprop", as Keras). Refused while ``fit`` runs (from a callback,
-        or in another thread): the compiled loop holds the loss and optimizer."""
+    def compile(self, loss, optimizer="rmsprop", metrics=None):
+        """Choose the loss ("mse", "mae", "huber", "binary_cross_entropy",
+        "cross_entropy" or an nn.losses object), the optimizer (an nn.optim object
+        or its name; default "rmsprop", as Keras) and the metrics that
+        ``evaluate`` reports and ``fit`` logs for the validation data (names in
+        ``nnumba.metrics``: "accuracy", "mae", "mse", "r2", "auc",
+        "top_5_accuracy", ...). Refused while ``fit`` runs (from a callback, or in
+        another thread): the compiled loop holds the loss and optimizer.
+
+        The classification losses take logits: a Sigmoid as the last layer would
+        squash the outputs twice, and is warned about."""
         if self._training.locked():
             raise RuntimeError("compile was called while fit or train_step runs on this model; "
                                "compile before fit, or stop training first (model.stop_training = True)")
         loss = get_loss(loss)
         optimizer = get_optimizer(optimizer)
         _check_in_dtype(optimizer, self.dtype)
+        resolved = metrics_.resolve(metrics, loss.code, self.plan.n_out)
+        last = self.layers[-1]
+        if loss.code in metrics_.CLASSIFICATION and isinstance(last, (Sigmoid, Tanh)):
+            warnings.warn(f"the last layer is {last!r}, but {loss.name} applies the "
+                          f"{'sigmoid' if loss.code == codes.BINARY_CROSS_ENTROPY else 'softmax'} "
+                          f"itself, from logits: the outputs would be squashed twice. Remove the "
+                          f"last {type(last).__name__}() (predict returns probabilities anyway)",
+                          UserWarning, stacklevel=2)
         if loss.code == codes.CROSS_ENTROPY and self.plan.n_out < 2:
             raise ValueError("cross_entropy needs at least 2 outputs, but the model has 1; "
                              "use binary_cross_entropy for a single output")
@@ -224,6 +242,7 @@ class Sequential:
         optimizer.bind(self.plan.n_params, self.dtype, self._backend)
         optimizer._model = self
         self.loss, self.optimizer = loss, optimizer
+        self.metrics = resolved
 
     def _require_compiled(self, what):
         if self.loss is None:
@@ -264,6 +283,40 @@ class Sequential:
         T, labels = self.loss.prepare_targets(y, X.shape[0], self.plan.n_out, self.dtype, y_name)
         return X, T, labels
 
+    def _sample_weights(self, sample_weight, class_weight, n, labels, T):
+        """One weight per sample, sample_weight times class_weight[class] (Keras's
+        semantics), in the model's dtype; an empty array when neither is given."""
+        if sample_weight is None and class_weight is None:
+            return np.zeros(0, self.dtype)
+        weights = np.ones(n)
+        if sample_weight is not None:
+            w = np.asarray(sample_weight)
+            _checks.real_numbers(w, "sample_weight")
+            if w.shape != (n,):
+                raise ValueError(f"sample_weight must have one weight per sample, shape ({n},), got "
+                                 f"shape {w.shape}")
+            w = _checks.finite_as(w.astype(np.float64), "sample_weight", self.dtype)
+            if w.size and w.min() < 0:
+                raise ValueError(f"sample_weight must be >= 0, found {w.min():g}")
+            weights *= w
+        if class_weight is not None:
+            if not isinstance(class_weight, dict):
+                raise TypeError(f"class_weight must be a dict {{class: weight}}, got "
+                                f"{type(class_weight).__name__}")
+            classes = labels if labels.shape[0] else (T[:, 0] > 0.5).astype(np.int64) \
+                if T.shape[1] == 1 else None
+            if classes is None:
+                raise ValueError("class_weight needs class labels (cross_entropy, or "
+                                 "binary_cross_entropy with one output)")
+            table = np.ones(int(classes.max()) + 1 if classes.size else 1)
+            for c, w in class_weight.items():
+                c = _checks.integer(c, "a class_weight key", minimum=0)
+                w = _checks.real(w, f"class_weight[{c}]", low=0.0)
+                if c < table.size:
+                    table[c] = w
+            weights *= table[classes]
+        return weights.astype(self.dtype)
+
     @contextlib.contextmanager
     def _workspace(self, rows):
         """A workspace for ``rows`` rows, this caller's alone while the block runs:
@@ -294,8 +347,9 @@ class Sequential:
 
     def _train_batches(self, data, order, n_rows, batch_size, first, n_iter, ws, stats, clip):
         """One call of the backend's compiled loop; returns the iterations completed."""
-        done = self._loop.train_batches(self, (*data, order), n_rows, batch_size, first, n_iter, ws,
-                                        stats, clip, None)
+        X, T, labels, weights = data
+        done = self._loop.train_batches(self, (X, T, labels, order, weights), n_rows, batch_size,
+                                        first, n_iter, ws, stats, clip, None)
         self.optimizer.t += int(done)
         return int(done)
 
@@ -312,7 +366,8 @@ class Sequential:
     # ---- training ------------------------------------------------------------------------------
     def fit(self, X, y, epochs=1, batch_size=32, shuffle=True, drop_last=False, validation_data=None,
             verbose=0, callbacks=None, clip_grad_norm=None, clip_grad_value=None,
-            record_grad_norms="epoch"):
+            record_grad_norms="epoch", validation_split=0.0, class_weight=None, sample_weight=None,
+            initial_epoch=0):
         """Train for ``epochs`` passes over (X, y) in batches of ``batch_size``.
 
         Each epoch has ceil(N / batch_size) iterations (floor with drop_last),
@@ -332,6 +387,16 @@ class Sequential:
         record_grad_norms="iteration" also keeps every iteration's per-layer
         gradient norms (``History.grad_norms_per_iteration``).
 
+        As Keras: ``validation_split`` (in [0, 1)) holds out the last fraction of
+        the samples (before any shuffling) as validation data (not together with
+        validation_data). ``sample_weight`` (one weight >= 0 per sample) and
+        ``class_weight`` ({class: weight}, classification; the same as a sample
+        weight on every sample of that class; both multiply) weight the loss and
+        its gradient inside the compiled loop: a batch's loss is
+        sum_i w_i l_i / (batch size). ``initial_epoch`` is the epoch to start from
+        (for resuming): fit runs epochs initial_epoch, ..., epochs - 1, and
+        callbacks see those numbers.
+
         Returns a ``History``. An iteration whose loss or gradient is NaN or
         infinite, or whose update would leave a parameter or an optimizer state
         element NaN or infinite, raises ``NonFiniteError`` naming the epoch, the
@@ -347,14 +412,37 @@ class Sequential:
         self._require_compiled("fit")
         with self._exclusive_training("fit"):
             return self._fit(X, y, epochs, batch_size, shuffle, drop_last, validation_data, verbose,
-                             callbacks, clip_grad_norm, clip_grad_value, record_grad_norms)
+                             callbacks, clip_grad_norm, clip_grad_value, record_grad_norms,
+                             validation_split, class_weight, sample_weight, initial_epoch)
 
     def _fit(self, X, y, epochs, batch_size, shuffle, drop_last, validation_data, verbose, callbacks,
-             clip_grad_norm, clip_grad_value, record_grad_norms):
+             clip_grad_norm, clip_grad_value, record_grad_norms, validation_split, class_weight,
+             sample_weight, initial_epoch):
         _check_in_dtype(self.optimizer, self.dtype)
         X, T, labels = self._prepare(X, y)
+        weights = self._sample_weights(sample_weight, class_weight, X.shape[0], labels, T)
+        validation_split = _checks.real(validation_split, "validation_split", low=0.0, high=1.0,
+                                        high_open=True)
+        validation = None
+        if validation_split:
+            if validation_data is not None:
+                raise ValueError("give validation_data or validation_split, not both")
+            cut = int(X.shape[0] * (1.0 - validation_split))  # Keras's split point
+            if cut < 1 or cut >= X.shape[0]:
+                raise ValueError(f"validation_split={validation_split:g} of {X.shape[0]} samples "
+                                 f"leaves {cut} for training and {X.shape[0] - cut} for validation: "
+                                 f"both need at least one")
+            validation = (X[cut:], T[cut:] if T.shape[0] else T,
+                          labels[cut:] if labels.shape[0] else labels)
+            X, T, labels = X[:cut], (T[:cut] if T.shape[0] else T), \
+                (labels[:cut] if labels.shape[0] else labels)
+            weights = weights[:cut] if weights.shape[0] else weights
         n = X.shape[0]
         epochs = _checks.integer(epochs, "epochs", minimum=0)
+        initial_epoch = _checks.integer(initial_epoch, "initial_epoch", minimum=0)
+        if initial_epoch > epochs:
+            raise ValueError(f"initial_epoch={initial_epoch} is after the last epoch "
+                             f"(epochs={epochs}): fit trains epochs initial_epoch ... epochs - 1")
         if batch_size is None:
             batch_size = n
         batch_size = min(_checks.integer(batch_size, "batch_size", minimum=1), n)
@@ -365,7 +453,6 @@ class Sequential:
                                  _checks.optional_positive(clip_grad_value, "clip_grad_value"))
         if record_grad_norms not in ("epoch", "iteration"):
             raise ValueError(f"record_grad_norms must be 'epoch' or 'iteration', got {record_grad_norms!r}")
-        validation = None
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ValueError("validation_data must be a pair (X_val, y_val)")
@@ -377,11 +464,11 @@ class Sequential:
         n_rows = int(sizes.sum())
         history = History(n, batch_size, ipe, self.plan.layer_names, record_grad_norms == "iteration")
         self._check_batchnorm_rows(sizes)
-        if epochs == 0:
+        if epochs == initial_epoch:
             return history
 
         memory = self._backend.memory
-        data = self._upload(X, T, labels)
+        data = (*self._upload(X, T, labels), memory.asarray(weights))
         stats = memory.zeros((ipe, codes.STAT_NORMS + len(self.plan.layer_names)), np.float64)
         chunk = max(1, -(-ipe // PROGRESS_STEPS)) if verbose == 1 else ipe
         per_sample = self.loss.correct_per_sample(self.plan.n_out)
@@ -394,7 +481,7 @@ class Sequential:
                 cb.set_model(self)  # Keras's protocol: a callback knows its model
         _callback(callbacks, "on_train_begin", {})
         with self._workspace(batch_size) as ws:
-            for epoch in range(epochs):
+            for epoch in range(initial_epoch, epochs):
                 _callback(callbacks, "on_epoch_begin", {}, epoch)
                 started = time.perf_counter()
                 snapshot.take()
@@ -502,7 +589,8 @@ class Sequential:
             snapshot.take()
             with self._workspace(n) as ws:
                 try:
-                    done = self._train_batches(self._upload(X, T, labels), order, n, n, 0, 1, ws,
+                    data = (*self._upload(X, T, labels), memory.asarray(np.zeros(0, self.dtype)))
+                    done = self._train_batches(data, order, n, n, 0, 1, ws,
                                                stats, self._clip_limits(None, None))
                 except BaseException:
                     snapshot.restore()
@@ -536,10 +624,13 @@ class Sequential:
         rows, chunks = self._chunks(n, batch_size)
         x_all, t_all, l_all = self._upload(X, T, labels)
         loss_sum, correct = 0.0, 0.0
+        outputs = np.empty((n, plan.n_out), self.dtype) if self.metrics else None
         with self._workspace(rows) as ws:
             for a, b in chunks:
                 x = x_all[a:b]
                 out = self._loop.forward(self, x, ws, EVAL)
+                if outputs is not None:
+                    outputs[a:b] = memory.to_host(out)
                 self._backend.losses.loss_forward_backward(
                     self.loss.code, out,
                     t_all[a:b] if t_all.shape[0] else t_all, l_all[a:b] if l_all.shape[0] else l_all,
@@ -550,10 +641,14 @@ class Sequential:
         metrics = {"loss": loss_sum / n}
         if self.loss.has_accuracy:
             metrics["accuracy"] = correct / (n * self.loss.correct_per_sample(plan.n_out))
+        for name, fn in self.metrics.items():
+            if name != "accuracy":
+                metrics[name] = fn(outputs, T, labels, self.loss.code)
         return metrics
 
     def evaluate(self, X, y, batch_size=None):
-        """{"loss": mean loss, "accuracy": fraction correct (classification losses only)}."""
+        """{"loss": mean loss, "accuracy": fraction correct (classification losses only),
+        and each metric given to ``compile``}."""
         self._require_compiled("evaluate")
         X, T, labels = self._prepare(X, y)
         return {k: float(v) for k, v in self._evaluate(X, T, labels, batch_size).items()}

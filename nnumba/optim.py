@@ -20,20 +20,65 @@ from . import _checks
 from .backends import codes, get_backend
 
 
+class Hyperparameter:
+    """A validated attribute: setting it (in the constructor, from a callback, by
+    hand) checks the value at once and raises naming it, so a schedule or a typo
+    can never train with lr = -1."""
+
+    def __init__(self, check):
+        self.check = check
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, obj, owner=None):
+        return self if obj is None else obj.__dict__[self.name]
+
+    def __set__(self, obj, value):
+        obj.__dict__[self.name] = self.check(value, self.name)
+
+
+def _learning_rate(value, name):
+    """A positive finite number, or a schedule (an object with ``values(first_step, n)``,
+    from ``nnumba.schedules``; its saved form {"schedule": config} is rebuilt)."""
+    if isinstance(value, dict) and "schedule" in value:
+        from .schedules import schedule_from_config
+
+        return schedule_from_config(value["schedule"])
+    if hasattr(value, "values") and callable(value.values) and not isinstance(value, dict):
+        return value
+    return _checks.positive(value, name)
+
+
+def _unit_interval(value, name):
+    return _checks.real(value, name, low=0.0, high=1.0, high_open=True)
+
+
+def _non_negative(value, name):
+    return _checks.real(value, name, low=0.0)
+
+
 class Optimizer:
     """Base class. Subclasses set ``code``, ``slots`` (names of the state arrays)
-    and implement ``hyperparameters()``."""
+    and implement ``hyperparameters()``. ``lr`` may be a number or a learning-rate
+    schedule (``nnumba.schedules``), evaluated at every iteration of the compiled
+    loop."""
 
     code = None
     slots = ()
 
     decoupled = False  # AdamW: weight decay applied to w, not added to g
 
+    lr = Hyperparameter(_learning_rate)
+    weight_decay = Hyperparameter(_non_negative)
+    clip_grad_norm = Hyperparameter(_checks.optional_positive)
+    clip_grad_value = Hyperparameter(_checks.optional_positive)
+
     def __init__(self, lr, clip_grad_norm=None, clip_grad_value=None, weight_decay=0.0):
-        self.lr = _checks.positive(lr, "lr")
-        self.weight_decay = _checks.real(weight_decay, "weight_decay", low=0.0)
-        self.clip_grad_norm = _checks.optional_positive(clip_grad_norm, "clip_grad_norm")
-        self.clip_grad_value = _checks.optional_positive(clip_grad_value, "clip_grad_value")
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.clip_grad_norm = clip_grad_norm
+        self.clip_grad_value = clip_grad_value
         self.t = 0
         self._state = None      # backend array (len(slots), n_params), made by bind()
         self._backend = None
@@ -42,17 +87,47 @@ class Optimizer:
     def name(self):
         return type(self).__name__.lower()
 
+    HYPERPARAMETERS = ("lr", "clip_grad_norm", "clip_grad_value", "weight_decay")
+
     def hyperparameters(self):
-        return {"lr": self.lr}
+        """The constructor's arguments, as saved (a schedule as {"schedule": config})."""
+        return {key: self._hyperparameter_value(key) for key in self.HYPERPARAMETERS}
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
         return f"{type(self).__name__}({args})"
 
+    @property
+    def scheduled(self):
+        """Whether lr is a schedule."""
+        return not isinstance(self.lr, float)
+
+    def lr_at(self, step):
+        """The learning rate of optimizer step ``step`` (1 for the first update)."""
+        return float(self.lr.values(step, 1)[0]) if self.scheduled else self.lr
+
+    def learning_rates(self, first_step, n):
+        """The learning rates of steps first_step, ..., first_step + n - 1 as a float64
+        array, or an empty one when lr is a number (the loops then read hp)."""
+        if not self.scheduled:
+            return np.zeros(0)
+        values = np.asarray(self.lr.values(first_step, n), dtype=np.float64)
+        if values.shape != (n,) or not np.all(np.isfinite(values)) or np.any(values <= 0):
+            raise ValueError(f"the schedule {self.lr!r} gave learning rates that are not all "
+                             f"positive and finite for steps {first_step} to {first_step + n - 1}")
+        return values
+
+    def _hyperparameter_value(self, key):
+        value = getattr(self, key)
+        if key == "lr" and self.scheduled:
+            return {"schedule": value.config()}
+        return value
+
     def hp_vector(self):
-        """The hyperparameters as the float64 vector the kernels read (codes.HP_*)."""
+        """The hyperparameters as the float64 vector the kernels read (codes.HP_*), with
+        the learning rate of the next step."""
         hp = np.zeros(codes.N_HP)
-        hp[codes.HP_LR] = self.lr
+        hp[codes.HP_LR] = self.lr_at(self.t + 1)
         hp[codes.HP_WEIGHT_DECAY] = self.weight_decay
         hp[codes.HP_DECOUPLED] = float(self.decoupled)
         return hp
@@ -152,10 +227,6 @@ class SGD(Optimizer):
     def __init__(self, lr=0.01, clip_grad_norm=None, clip_grad_value=None, weight_decay=0.0):
         super().__init__(lr, clip_grad_norm, clip_grad_value, weight_decay)
 
-    def hyperparameters(self):
-        return {"lr": self.lr, "clip_grad_norm": self.clip_grad_norm,
-                "clip_grad_value": self.clip_grad_value, "weight_decay": self.weight_decay}
-
 
 class Momentum(Optimizer):
     """Momentum as an exponentially weighted moving average of gradients:
@@ -166,15 +237,13 @@ class Momentum(Optimizer):
 
     code = codes.MOMENTUM
     slots = ("v",)
+    HYPERPARAMETERS = ("lr", "beta", "clip_grad_norm", "clip_grad_value", "weight_decay")
+    beta = Hyperparameter(_unit_interval)
 
     def __init__(self, lr=0.01, beta=0.9, clip_grad_norm=None, clip_grad_value=None,
                  weight_decay=0.0):
         super().__init__(lr, clip_grad_norm, clip_grad_value, weight_decay)
-        self.beta = _checks.real(beta, "beta", low=0.0, high=1.0, high_open=True)
-
-    def hyperparameters(self):
-        return {"lr": self.lr, "beta": self.beta, "clip_grad_norm": self.clip_grad_norm,
-                "clip_grad_value": self.clip_grad_value, "weight_decay": self.weight_decay}
+        self.beta = beta
 
     def hp_vector(self):
         hp = super().hp_vector()
@@ -191,18 +260,16 @@ class RMSprop(Optimizer):
 
     code = codes.RMSPROP
     slots = ("s",)
+    HYPERPARAMETERS = ("lr", "beta", "eps", "eps_inside_sqrt", "clip_grad_norm", "clip_grad_value",
+                       "weight_decay")
+    beta = Hyperparameter(_unit_interval)
+    eps = Hyperparameter(_checks.positive)  # it divides: 0 gives 0/0 on a zero gradient
+    eps_inside_sqrt = Hyperparameter(_checks.boolean)
 
     def __init__(self, lr=0.001, beta=0.9, eps=1e-8, eps_inside_sqrt=True, clip_grad_norm=None,
                  clip_grad_value=None, weight_decay=0.0):
         super().__init__(lr, clip_grad_norm, clip_grad_value, weight_decay)
-        self.beta = _checks.real(beta, "beta", low=0.0, high=1.0, high_open=True)
-        self.eps = _checks.positive(eps, "eps")  # it divides: 0 gives 0/0 on a zero gradient
-        self.eps_inside_sqrt = _checks.boolean(eps_inside_sqrt, "eps_inside_sqrt")
-
-    def hyperparameters(self):
-        return {"lr": self.lr, "beta": self.beta, "eps": self.eps,
-                "eps_inside_sqrt": self.eps_inside_sqrt, "clip_grad_norm": self.clip_grad_norm,
-                "clip_grad_value": self.clip_grad_value, "weight_decay": self.weight_decay}
+        self.beta, self.eps, self.eps_inside_sqrt = beta, eps, eps_inside_sqrt
 
     def hp_vector(self):
         hp = super().hp_vector()
@@ -222,18 +289,16 @@ class Adam(Optimizer):
 
     code = codes.ADAM
     slots = ("m", "v")
+    HYPERPARAMETERS = ("lr", "beta1", "beta2", "eps", "clip_grad_norm", "clip_grad_value",
+                       "weight_decay")
+    beta1 = Hyperparameter(_unit_interval)
+    beta2 = Hyperparameter(_unit_interval)
+    eps = Hyperparameter(_checks.positive)  # it divides: 0 gives 0/0 on a zero gradient
 
     def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, clip_grad_norm=None,
                  clip_grad_value=None, weight_decay=0.0):
         super().__init__(lr, clip_grad_norm, clip_grad_value, weight_decay)
-        self.beta1 = _checks.real(beta1, "beta1", low=0.0, high=1.0, high_open=True)
-        self.beta2 = _checks.real(beta2, "beta2", low=0.0, high=1.0, high_open=True)
-        self.eps = _checks.positive(eps, "eps")  # it divides: 0 gives 0/0 on a zero gradient
-
-    def hyperparameters(self):
-        return {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps,
-                "clip_grad_norm": self.clip_grad_norm, "clip_grad_value": self.clip_grad_value,
-                "weight_decay": self.weight_decay}
+        self.beta1, self.beta2, self.eps = beta1, beta2, eps
 
     def hp_vector(self):
         hp = super().hp_vector()
@@ -268,6 +333,16 @@ def get_optimizer(optimizer):
                              f"{', '.join(map(repr, OPTIMIZERS))} or an nn.optim object")
         return OPTIMIZERS[optimizer.lower()]()
     raise TypeError(f"optimizer must be a name or an nn.optim object, got {type(optimizer).__name__}")
+
+
+def __getattr__(name):
+    # nn.optim.schedules is nnumba.schedules (imported here on first use: it imports nothing
+    # of this module at import time, but keeping it lazy avoids a cycle)
+    if name == "schedules":
+        from . import schedules
+
+        return schedules
+    raise AttributeError(f"module 'nnumba.optim' has no attribute {name!r}")
 
 
 def trajectory(optimizer, grad, x0, n_steps):

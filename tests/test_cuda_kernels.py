@@ -355,13 +355,14 @@ def _train(backend_net, to, p, loss, opt, order, n_rows, batch, first, n_iter, c
     rows = batch
     ws = [to(np.zeros((rows, plan.n_in), dtype)), to(np.zeros((rows, plan.n_out), dtype)),
           to(np.zeros(rows, np.int64)), to(np.zeros(rows * plan.mlp_width, dtype)),
-          to(np.zeros(rows * plan.mlp_width, dtype))]
+          to(np.zeros(rows * plan.mlp_width, dtype)), to(np.zeros(rows, dtype))]
     stats = to(np.zeros((n_iter, codes.STAT_NORMS + 3)))
     grads = to(np.zeros(plan.n_params, dtype))
     done = backend_net.train_batches(
         Blocks(plan.blocks, plan.alphas), params, grads, loss,
-        Data(to(p["X"]), to(T), to(labels), to(order)), n_rows, batch, first, n_iter,
-        Step(opt, state, _hp(opt), t, clip[0], clip[1], 0), MLPWorkspace(*ws), stats)
+        Data(to(p["X"]), to(T), to(labels), to(order), to(np.zeros(0, dtype))), n_rows, batch,
+        first, n_iter,
+        Step(opt, state, _hp(opt), t, clip[0], clip[1], 0, np.zeros(0)), MLPWorkspace(*ws), stats)
     back = (lambda a: a) if to is np.array else host
     return done, back(params), back(state), back(stats)
 

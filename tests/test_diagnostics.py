@@ -96,8 +96,8 @@ def test_plots(tmp_path):
     model = nn.Sequential([nn.Dense(5, 6), nn.ReLU(), nn.Dense(6, 3)], seed=0)
     model.compile("cross_entropy", "adam")
     h = model.fit(X, y, epochs=3, batch_size=10, validation_data=(X, y), record_grad_norms="iteration")
-    ax = plot.plot_history(h, metrics=("loss", "accuracy"))
-    assert len(ax.lines) == 4
+    fig = plot.plot_history(h, metrics=("loss", "accuracy"))
+    assert len(fig.axes) == 2 and [len(a.lines) for a in fig.axes] == [2, 2]
     ax = plot.plot_grad_norms(h, per_iteration=True)
     assert len(ax.lines) == 2 and ax.get_yscale() == "log"
     f = lambda a, b: a ** 2 + 10 * b ** 2

@@ -21,6 +21,8 @@ LEAKY_RELU = 4
 MSE = 0
 BINARY_CROSS_ENTROPY = 1
 CROSS_ENTROPY = 2
+MAE = 3
+HUBER = 4   # delta = 1
 
 # optimizers
 SGD = 0

@@ -26,7 +26,7 @@ from .dense import dense_backward, dense_backward_input, dense_forward
 from .dropout import dropout_backward, dropout_forward
 from .elementwise import add, add_into, copy
 from .gradients import apply_weight_decay, clip_by_norm, clip_by_value, sum_of_squares
-from .losses import loss_forward_backward
+from .losses import loss_forward_backward, weighted_loss_forward_backward
 from .network import _blas_turn, consecutive, first_rows, gather_rows
 from .optim import optimizer_step
 from .pool1d import (avgpool1d_backward, avgpool1d_forward, global_avgpool1d_backward,
@@ -279,8 +279,15 @@ def _train_batches(plan, params, grads, buffers, loss, data, n_rows, batch_size,
         # loss_and_gradients, written out: each level of jitted calls re-optimises all the
         # code below it when Numba links it (measured: this level cost 3.3 s of a cold start)
         forward(plan, params, buffers, x, ws, TRAIN_UPDATE, opt.seed, step)
-        loss_forward_backward(loss, output_rows(plan, ws.acts, ws.xb.shape[0], n), t_n, l_n,
-                              output_rows(plan, ws.deltas, ws.xb.shape[0], n), ws.result)
+        w_n = data.weights  # empty: unweighted
+        if data.weights.shape[0]:
+            w_n = flat_view(data.weights, lo, n)
+            if not consecutive(index):
+                w_n = flat_view(ws.wb, 0, n)
+                gather_rows(data.weights, index, w_n)
+        weighted_loss_forward_backward(loss, output_rows(plan, ws.acts, ws.xb.shape[0], n), t_n,
+                                       l_n, w_n, output_rows(plan, ws.deltas, ws.xb.shape[0], n),
+                                       ws.result)
         backward(plan, params, grads, x, ws, opt.seed, step)
         row[c.STAT_LOSS] = ws.result[0]
         row[c.STAT_CORRECT] = ws.result[1]
@@ -291,6 +298,8 @@ def _train_batches(plan, params, grads, buffers, loss, data, n_rows, batch_size,
         if not math.isfinite(norm):
             row[c.STAT_STATUS] = c.STATUS_GRADIENT
             return j
+        if opt.lrs.shape[0]:
+            opt.hp[c.HP_LR] = opt.lrs[j]  # a schedule's learning rate of this step
         if math.isfinite(opt.clip_norm):
             clip_by_norm(grads, norm, opt.clip_norm)
         if math.isfinite(opt.clip_value):

@@ -16,7 +16,7 @@ import threading
 import numpy as np
 from numba import njit
 
-from ..codes import (ACT, B_OFF, COL, CROSS_ENTROPY, HAS_DENSE, HP_WEIGHT_DECAY, N_IN, N_OUT,
+from ..codes import (ACT, B_OFF, COL, CROSS_ENTROPY, HAS_DENSE, HP_LR, HP_WEIGHT_DECAY, N_IN, N_OUT,
                      STAT_LOSS, STAT_NORMS, STAT_STATUS, STATUS_GRADIENT, STATUS_LOSS, STATUS_OK,
                      W_OFF)
 from ..reference import network as _ref
@@ -27,7 +27,7 @@ from .activations import activation_backward, activation_forward
 from .dense import column_sums, dense_backward, dense_backward_input, dense_forward
 from .elementwise import copy
 from .gradients import apply_weight_decay, clip_by_norm, clip_by_value, sum_of_squares
-from .losses import loss_forward_backward
+from .losses import loss_forward_backward, weighted_loss_forward_backward
 from .optim import optimizer_step, outer_product_step, state_rows, step_serial
 
 
@@ -273,9 +273,10 @@ def train_batches(plan, params, grads, loss, data, n_rows, batch_size, first, n_
     blocks = plan.blocks
     last = n_rows % batch_size
     few_rows = batch_size <= OUTER_PRODUCT_MAX_ROWS or 0 < last <= OUTER_PRODUCT_MAX_ROWS
-    args = (blocks, plan.alphas, params, grads, loss, *data, n_rows, batch_size, first, n_iter,
-            opt.code, opt.state, opt.hp, opt.t, opt.clip_norm, opt.clip_value, *ws, stats,
-            True if few_rows else None)
+    weights = data.weights if data.weights.shape[0] else None  # None: not even compiled
+    args = (blocks, plan.alphas, params, grads, loss, data.X, data.T, data.labels, data.order,
+            weights, n_rows, batch_size, first, n_iter, opt.code, opt.state, opt.hp, opt.t,
+            opt.clip_norm, opt.clip_value, *ws, stats, True if few_rows else None, opt.lrs)
     threads = blas_threads(blocks, batch_size)
     with _blas_turn:
         if threads is None:
@@ -322,13 +323,14 @@ def _blas_controller():
 
 
 @njit(**KERNEL)
-def _train_batches(blocks, alphas, params, grads, loss, X, T, labels, order, n_rows, batch_size,
-                   first, n_iter, opt, state, hp, t, clip_norm, clip_value, xb, tb, lb, acts, deltas,
-                   stats, few_rows_paths):
+def _train_batches(blocks, alphas, params, grads, loss, X, T, labels, order, weights, n_rows,
+                   batch_size, first, n_iter, opt, state, hp, t, clip_norm, clip_value, xb, tb, lb,
+                   acts, deltas, wb, stats, few_rows_paths, lrs):
     """The loop; ``few_rows_paths`` is None when no batch has OUTER_PRODUCT_MAX_ROWS rows
     or fewer: Numba then prunes the branches of such batches (``is None`` on an
     argument is decided at compile time), so their kernels are not even compiled
-    (about 3 s of a cold start)."""
+    (about 3 s of a cold start). Likewise ``weights`` (one per sample) is None when
+    training is unweighted."""
     scratch = np.zeros(1)
     # (weight decay needs each weight gradient whole: no on-the-fly step then)
     outer = params.shape[0] >= OUTER_PRODUCT_MIN_PARAMS and hp[HP_WEIGHT_DECAY] == 0
@@ -362,8 +364,17 @@ def _train_batches(blocks, alphas, params, grads, loss, X, T, labels, order, n_r
         forward(blocks, alphas, params, x, acts)
         rows = _workspace_rows(blocks, acts)
         last = blocks.shape[0] - 1
-        loss_forward_backward(loss, _block_view(blocks, last, acts, rows, n), t_n, l_n,
-                              _block_view(blocks, last, deltas, rows, n), row[STAT_LOSS:])
+        if weights is None:
+            loss_forward_backward(loss, _block_view(blocks, last, acts, rows, n), t_n, l_n,
+                                  _block_view(blocks, last, deltas, rows, n), row[STAT_LOSS:])
+        else:
+            w_n = flat_view(weights, lo, n)
+            if not consecutive(index):
+                w_n = flat_view(wb, 0, n)
+                gather_rows(weights, index, w_n)
+            weighted_loss_forward_backward(loss, _block_view(blocks, last, acts, rows, n), t_n,
+                                           l_n, w_n, _block_view(blocks, last, deltas, rows, n),
+                                           row[STAT_LOSS:])
         _backward(blocks, alphas, params, grads, x, acts, deltas, not on_the_fly)
         if few_rows_paths is None:
             norm = gradient_norms(blocks, grads, row[STAT_NORMS:], scratch)
@@ -377,6 +388,8 @@ def _train_batches(blocks, alphas, params, grads, loss, X, T, labels, order, n_r
         if not math.isfinite(norm):
             row[STAT_STATUS] = STATUS_GRADIENT
             return j
+        if lrs.shape[0]:
+            hp[HP_LR] = lrs[j]  # a schedule's learning rate of this step
         if few_rows_paths is not None and on_the_fly:
             status = outer_steps(blocks, params, grads, x, acts, deltas, opt, state, hp, t + j + 1,
                                  norm, clip_norm, clip_value)

@@ -33,8 +33,8 @@ import math
 import numpy as np
 from numba import cuda, float64
 
-from ..codes import (ACT, ADAM, B_OFF, COL, CROSS_ENTROPY, HAS_DENSE, HP_BETA1, HP_BETA2, HP_DECOUPLED,
-                     HP_EPS, HP_LR, HP_WEIGHT_DECAY,
+from ..codes import (ACT, ADAM, B_OFF, BINARY_CROSS_ENTROPY, COL, CROSS_ENTROPY, HAS_DENSE, HP_BETA1,
+                     HP_BETA2, HP_DECOUPLED, HP_EPS, HP_LR, HP_WEIGHT_DECAY,
                      IDENTITY, MSE, N_IN, N_OUT, STAT_CORRECT, STAT_LOSS, STAT_NORMS, STAT_STATUS,
                      STATUS_GRADIENT, STATUS_LOSS, STATUS_OK, STATUS_STATE, STATUS_UPDATE, W_OFF)
 from ..reference.optim import adam_bias_corrections
@@ -388,24 +388,28 @@ def gather_rows(src, index, dst):
 
 # ---- training ------------------------------------------------------------------------------------
 
-def _corrections(opt, hp, t, n_iter, dtype):
-    """(n_iter, 2): Adam's (lr_t, eps_t) for t + 1, ..., t + n_iter, in float64 by the
-    reference's formula, then cast to dtype (zeros for other optimizers)."""
-    table = np.zeros((max(n_iter, 1), 2))
-    if opt == ADAM:
-        for j in range(n_iter):
-            table[j] = adam_bias_corrections(hp[HP_LR], hp[HP_BETA1], hp[HP_BETA2], hp[HP_EPS],
-                                             t + j + 1)
+def _corrections(opt, hp, t, n_iter, dtype, lrs):
+    """(n_iter, 4), per iteration j (step t + j + 1): Adam's (lr_t, eps_t) (zeros for
+    other optimizers), the learning rate (a schedule's lrs[j], else hp's) and the
+    decoupled decay factor 1 - lr lambda, in float64 by the reference's formulas,
+    then cast to dtype."""
+    table = np.zeros((max(n_iter, 1), 4))
+    for j in range(n_iter):
+        lr = lrs[j] if lrs.shape[0] else hp[HP_LR]
+        if opt == ADAM:
+            table[j, :2] = adam_bias_corrections(lr, hp[HP_BETA1], hp[HP_BETA2], hp[HP_EPS],
+                                                 t + j + 1)
+        table[j, 2] = lr
+        table[j, 3] = 1.0 - lr * hp[HP_WEIGHT_DECAY]
     return table.astype(dtype)
 
 
 def _decay_args(hp, dtype):
-    """(lambda, decoupled, 1 - lr lambda) in dtype, as the reference's apply_weight_decay
-    rounds them; lambda 0 and not decoupled: no decay."""
+    """(coupled lambda in dtype, decoupled): lambda 0 and not decoupled is no decay; the
+    decoupled factor 1 - lr lambda is the corrections table's (per iteration)."""
     lam = float(hp[HP_WEIGHT_DECAY])
     decoupled = bool(hp[HP_DECOUPLED] != 0) and lam != 0
-    return (dtype.type(0 if decoupled else lam), decoupled,
-            dtype.type(1.0 - float(hp[HP_LR]) * lam))
+    return dtype.type(0 if decoupled else lam), decoupled
 
 
 def _clip_args(clip_norm, clip_value, dtype):
@@ -414,21 +418,22 @@ def _clip_args(clip_norm, clip_value, dtype):
             dtype.type(clip_value) if do_value else dtype.type(0))
 
 
-def _train_layers(blocks, alphas, params, grads, loss, X, T, labels, order, n_rows, batch_size,
-                  first, n_iter, opt, state, hp, t, clip_norm, clip_value, xb, tb, lb, acts, deltas,
-                  stats):
-    """The per-layer path of train_batches (see the module docstring)."""
+def _train_layers(blocks, alphas, params, grads, loss, X, T, labels, order, weights, n_rows,
+                  batch_size, first, n_iter, opt, state, hp, t, clip_norm, clip_value, xb, tb, lb,
+                  acts, deltas, wb, stats, lrs):
+    """The per-layer path of train_batches (see the module docstring); the only one that
+    takes sample weights."""
     dtype = params.dtype
     lr, beta1, beta2, eps, inside = hyperparameters(opt, hp, dtype)
     do_norm, clip_norm, do_value, clip_value = _clip_args(clip_norm, clip_value, dtype)
-    table = _corrections(opt, hp, t, n_iter, dtype)
+    table = _corrections(opt, hp, t, n_iter, dtype, lrs)
     halt = scratch("halt", 1, np.int64)
     halt.copy_to_device(np.zeros(1, np.int64))
     bad = scratch("bad_step", 2, np.int64)
     bad.copy_to_device(np.zeros(2, np.int64))
     big = dtype.type(np.finfo(dtype).max)
     seg_start, seg_len, is_weight = _segments(blocks)
-    decay, decoupled, decay_factor = _decay_args(hp, dtype)
+    decay, decoupled = _decay_args(hp, dtype)
     sq = scratch("sum_of_squares_total", 1, np.float64)
     stats_flat, n_cols = flat(stats), stats.shape[1]
     rows, last = workspace_rows(blocks, acts), blocks.shape[0] - 1
@@ -447,14 +452,20 @@ def _train_layers(blocks, alphas, params, grads, loss, X, T, labels, order, n_ro
         gather_batch_kernel[cfg.grid(n * max(X.shape[1], tb.shape[1])), cfg.TPB](
             X, T, labels, order, int(start), int(n), use_labels, xb, tb, lb)
         _forward(blocks, alphas, x, outs, pviews)
-        losses.loss_into(loss, outs[last], tgt, lab, douts[last], stats_flat, j * n_cols + STAT_LOSS)
+        if weights.shape[0]:
+            gather_rows(weights, order[start:start + n], wb[:n])
+            losses.weighted_loss_into(loss, outs[last], tgt, lab, wb[:n], douts[last], stats_flat,
+                                      j * n_cols + STAT_LOSS)
+        else:
+            losses.loss_into(loss, outs[last], tgt, lab, douts[last], stats_flat,
+                             j * n_cols + STAT_LOSS)
         _backward(blocks, alphas, x, outs, douts, pviews, gviews)
         _norms(blocks, grads, stats_flat, j * n_cols + STAT_NORMS, sq, halt,
                j * n_cols + STAT_LOSS, j)
         guarded_update_kernel[cfg.grid(params.shape[0]), cfg.TPB](
-            int(opt), params, grads, state, halt, sq, do_norm, clip_norm, do_value, clip_value, lr,
-            beta1, beta2, eps, inside, table[j, 0], table[j, 1], big, bad, j, seg_start, seg_len,
-            is_weight, decay, decoupled, decay_factor)
+            int(opt), params, grads, state, halt, sq, do_norm, clip_norm, do_value, clip_value,
+            table[j, 2], beta1, beta2, eps, inside, table[j, 0], table[j, 1], big, bad, j,
+            seg_start, seg_len, is_weight, decay, decoupled, table[j, 3])
     return _stop_reason(halt, bad, stats, n_iter)
 
 
@@ -546,10 +557,10 @@ def _fused_kernel(tpb, rows_per_thread):
     def train_fused_kernel(blocks, alphas, params, grads, loss, X, T, labels, order, n_rows,
                            batch_size, first, n_iter, opt, state, lr, beta1, beta2, eps, inside,
                            corrections, do_clip_norm, clip_norm, do_clip_value, clip_value, xb, tb,
-                           lb, acts, deltas, stats, done, big, decay, decoupled, decay_factor):
+                           lb, acts, deltas, stats, done, big, decay, decoupled):
         """train_batches in one block: see the module docstring. xb, tb: flat workspaces;
-        alphas in the data's dtype; corrections: Adam's (step size, sqrt(1 - beta2^t)) per
-        iteration; done[0] receives the number of iterations completed; big: the dtype's
+        alphas in the data's dtype; corrections: per iteration, Adam's (step size, eps_t),
+        the learning rate and 1 - lr lambda (``_corrections``); done[0] receives the number of iterations completed; big: the dtype's
         largest number (a step that leaves anything larger, or NaN, stops the loop)."""
         buf = cuda.shared.array(tpb, float64)
         buf2 = cuda.shared.array(tpb, float64)
@@ -738,12 +749,13 @@ def _fused_kernel(tpb, rows_per_thread):
                             decayed = True
                     if decayed:
                         if decoupled:
-                            params[e] *= decay_factor
+                            params[e] *= corrections[j, 3]
                         else:
                             gi += decay * params[e]
                 if scale_g or do_clip_value or decayed:
                     grads[e] = gi
-                update(opt, e, params, gi, state, lr, beta1, beta2, eps, inside, step_size,
+                update(opt, e, params, gi, state, corrections[j, 2], beta1, beta2, eps, inside,
+                       step_size,
                        eps_hat, one)
                 status = element_status(opt, e, params, state, big)
                 if status == STATUS_UPDATE:
@@ -774,9 +786,9 @@ def use_single_block(blocks, n_params, batch_size):
             and batch_size * n_params <= cfg.FUSED_MAX_WORK)
 
 
-def _train_fused(blocks, alphas, params, grads, loss, X, T, labels, order, n_rows, batch_size,
-                 first, n_iter, opt, state, hp, t, clip_norm, clip_value, xb, tb, lb, acts, deltas,
-                 stats):
+def _train_fused(blocks, alphas, params, grads, loss, X, T, labels, order, weights, n_rows,
+                 batch_size, first, n_iter, opt, state, hp, t, clip_norm, clip_value, xb, tb, lb,
+                 acts, deltas, wb, stats, lrs):
     """The single-block path of train_batches (see the module docstring)."""
     dtype = params.dtype
     dev_blocks, dev_alphas = _on_device(
@@ -785,7 +797,7 @@ def _train_fused(blocks, alphas, params, grads, loss, X, T, labels, order, n_row
                  cuda.to_device(np.asarray(alphas, np.float64).astype(dtype))))
     lr, beta1, beta2, eps, inside = hyperparameters(opt, hp, dtype)
     do_norm, clip_norm, do_value, clip_value = _clip_args(clip_norm, clip_value, dtype)
-    table = _corrections(opt, hp, t, n_iter, dtype)
+    table = _corrections(opt, hp, t, n_iter, dtype, lrs)
     corrections = scratch("corrections", table.shape, dtype)
     corrections.copy_to_device(table)
     done = scratch("done", 1, np.int64)
@@ -811,6 +823,10 @@ def train_batches(plan, params, grads, loss, data, n_rows, batch_size, first, n_
     if n_iter <= 0:
         return 0
     blocks = plan.blocks
-    path = _train_fused if use_single_block(blocks, params.shape[0], batch_size) else _train_layers
+    # the single-block kernel computes mse, BCE and cross-entropy itself, unweighted
+    fused = (use_single_block(blocks, params.shape[0], batch_size) and not data.weights.shape[0]
+             and loss in (MSE, BINARY_CROSS_ENTROPY, CROSS_ENTROPY))
+    path = _train_fused if fused else _train_layers
     return path(blocks, plan.alphas, params, grads, loss, *data, n_rows, batch_size, first, n_iter,
-                opt.code, opt.state, opt.hp, opt.t, opt.clip_norm, opt.clip_value, *ws, stats)
+                opt.code, opt.state, opt.hp, opt.t, opt.clip_norm, opt.clip_value, *ws, stats,
+                opt.lrs)

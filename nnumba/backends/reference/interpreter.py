@@ -298,8 +298,15 @@ def train_batches(plan, params, grads, buffers, loss, data, n_rows, batch_size, 
         else:
             k.network.gather_rows(data.T, index, ws.tb[:n])
         step = opt.t + j + 1
-        loss_and_gradients(plan, params, grads, buffers, loss, x, ws.tb[:n], ws.lb[:n], ws,
-                           TRAIN_UPDATE, opt.seed, step, k)
+        w = data.weights  # empty: unweighted
+        if data.weights.shape[0]:
+            w = ws.wb[:n]
+            k.network.gather_rows(data.weights, index, w)
+        forward(plan, params, buffers, x, ws, TRAIN_UPDATE, opt.seed, step, k)
+        k.losses.weighted_loss_forward_backward(
+            loss, output_view(plan, ws.acts, rows_of(ws), n), ws.tb[:n], ws.lb[:n], w,
+            output_view(plan, ws.deltas, rows_of(ws), n), ws.result)
+        backward(plan, params, grads, x, ws, opt.seed, step, k)
         host_stats[:] = 0.0
         host_stats[c.STAT_LOSS:c.STAT_CORRECT + 1] = k.memory.to_host(ws.result)
         norm = gradient_norms(plan, grads, host_stats[c.STAT_NORMS:], scratch, k)
@@ -308,6 +315,8 @@ def train_batches(plan, params, grads, buffers, loss, data, n_rows, batch_size, 
         elif not np.isfinite(norm):
             host_stats[c.STAT_STATUS] = c.STATUS_GRADIENT
         else:
+            if opt.lrs.shape[0]:
+                opt.hp[c.HP_LR] = opt.lrs[j]  # a schedule's learning rate of this step
             if np.isfinite(opt.clip_norm):
                 k.gradients.clip_by_norm(grads, norm, opt.clip_norm)
             if np.isfinite(opt.clip_value):

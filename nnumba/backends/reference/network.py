@@ -15,13 +15,13 @@ version and the cuda backend's on-device loop are tested against.
 """
 import numpy as np
 
-from ..codes import (ACT, B_OFF, COL, CROSS_ENTROPY, HAS_DENSE, HP_WEIGHT_DECAY, N_IN, N_OUT,
+from ..codes import (ACT, B_OFF, COL, CROSS_ENTROPY, HAS_DENSE, HP_LR, HP_WEIGHT_DECAY, N_IN, N_OUT,
                      STAT_LOSS, STAT_NORMS, STAT_STATUS, STATUS_GRADIENT, STATUS_LOSS, STATUS_OK,
                      W_OFF)
 from .activations import activation_backward, activation_forward
 from .dense import dense_backward, dense_backward_input, dense_forward
 from .gradients import apply_weight_decay, clip_by_norm, clip_by_value, sum_of_squares
-from .losses import loss_forward_backward
+from .losses import loss_forward_backward, weighted_loss_forward_backward
 from .optim import optimizer_step
 
 
@@ -138,13 +138,25 @@ def train_batches(plan, params, grads, loss, data, n_rows, batch_size, first, n_
     """
     return run_batches(plan.blocks, plan.alphas, params, grads, loss, *data, n_rows, batch_size,
                        first, n_iter, opt.code, opt.state, opt.hp, opt.t, opt.clip_norm,
-                       opt.clip_value, *ws, stats)
+                       opt.clip_value, *ws, stats, opt.lrs)
+
+
+def _weighted_loss_and_gradients(blocks, alphas, params, grads, loss, x, target, labels, weights,
+                                acts, deltas, result):
+    """loss_and_gradients with one weight per row (``losses.weighted_loss_forward_backward``;
+    empty weights: unweighted)."""
+    n, last = x.shape[0], blocks.shape[0] - 1
+    rows = workspace_rows(blocks, acts)
+    forward(blocks, alphas, params, x, acts)
+    weighted_loss_forward_backward(loss, block_view(blocks, last, acts, rows, n), target, labels,
+                                   weights, block_view(blocks, last, deltas, rows, n), result)
+    backward(blocks, alphas, params, grads, x, acts, deltas)
 
 
 @np.errstate(over="ignore", invalid="ignore")  # divergence is reported by the return value
-def run_batches(blocks, alphas, params, grads, loss, X, T, labels, order, n_rows, batch_size,
-                first, n_iter, opt, state, hp, t, clip_norm, clip_value, xb, tb, lb, acts, deltas,
-                stats):
+def run_batches(blocks, alphas, params, grads, loss, X, T, labels, order, weights, n_rows,
+                batch_size, first, n_iter, opt, state, hp, t, clip_norm, clip_value, xb, tb, lb,
+                acts, deltas, wb, stats, lrs):
     """``train_batches`` with its bundles unpacked: the definition of the MLP loop.
 
     Iteration j trains on the rows order[j B : min((j + 1) B, n_rows)] of X and of
@@ -176,9 +188,13 @@ def run_batches(blocks, alphas, params, grads, loss, X, T, labels, order, n_rows
             gather_rows(labels, index, lb[:n])
         else:
             gather_rows(T, index, tb[:n])
+        w = weights
+        if weights.shape[0]:
+            w = wb[:n]
+            gather_rows(weights, index, w)
         row = stats[j]
-        loss_and_gradients(blocks, alphas, params, grads, loss, x, tb[:n], lb[:n], acts, deltas,
-                           row[STAT_LOSS:])
+        _weighted_loss_and_gradients(blocks, alphas, params, grads, loss, x, tb[:n], lb[:n], w, acts,
+                                    deltas, row[STAT_LOSS:])
         norm = gradient_norms(blocks, grads, row[STAT_NORMS:], scratch)
         if not np.isfinite(row[STAT_LOSS]):
             row[STAT_STATUS] = STATUS_LOSS
@@ -190,6 +206,8 @@ def run_batches(blocks, alphas, params, grads, loss, X, T, labels, order, n_rows
             clip_by_norm(grads, norm, clip_norm)
         if np.isfinite(clip_value):
             clip_by_value(grads, clip_value)
+        if lrs.shape[0]:
+            hp[HP_LR] = lrs[j]  # a schedule's learning rate of this step
         if hp[HP_WEIGHT_DECAY] != 0:
             decay_weights(blocks, params, grads, hp)
         row[STAT_STATUS] = optimizer_step(opt, params, grads, state, hp, t + j + 1)
