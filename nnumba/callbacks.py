@@ -2,8 +2,8 @@
 
 ``fit`` calls ``set_model(model)``, then ``on_train_begin(logs)``, and for each
 epoch ``on_epoch_begin(epoch, logs)`` and ``on_epoch_end(epoch, logs)``, then
-``on_train_end(logs)``. ``epoch`` counts the epochs of this ``fit`` call from 0;
-``logs`` at an epoch's end holds that epoch's "loss" (and "accuracy", and the
+``on_train_end(logs)``. ``epoch`` is the index ``fit`` passes: from 0 (from
+``initial_epoch`` where ``fit`` resumes with one, as Keras); ``logs`` at an epoch's end holds that epoch's "loss" (and "accuracy", and the
 "val_" metrics with validation data). By the time ``on_epoch_end`` runs, the
 epoch is complete: ``model.epochs_trained``, the optimizer's step count and the
 history already include it, so a callback that raises leaves a model that a
@@ -28,7 +28,6 @@ import numbers
 import os
 import string
 import sys
-import tempfile
 import warnings
 
 import numpy as np
@@ -92,10 +91,17 @@ def _verbose(verbose):
 
 
 def _current_lr(model, who):
+    """model.optimizer.lr, refused (TypeError) when it is a schedule, which sets the rate
+    of every step itself (Keras refuses to set a schedule's learning rate too)."""
     optimizer = getattr(model, "optimizer", None)
     if optimizer is None:
         raise RuntimeError(f"{who} needs a compiled model (model.optimizer is None)")
-    return float(optimizer.lr)
+    lr = optimizer.lr
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
+        raise TypeError(f"{who} sets model.optimizer.lr, but the optimizer's lr is {lr!r}, a "
+                        f"schedule that sets the rate of every step itself: give the optimizer "
+                        f"a number, or leave {who} out")
+    return float(lr)
 
 
 def _set_lr(model, lr, who):
@@ -210,8 +216,8 @@ class ModelCheckpoint(Callback):
     """Save the model at the end of every epoch, or of every improving one
     (keras.callbacks.ModelCheckpoint), with ``model.save`` (an atomic write).
 
-    ``path`` may hold format fields: ``{epoch}`` (1-based, as Keras: the file of
-    the first epoch of this fit is number 1) and any key of the logs, e.g.
+    ``path`` may hold format fields: ``{epoch}`` (epoch + 1, as Keras: the file of
+    the first epoch is number 1) and any key of the logs, e.g.
     ``"ckpt-{epoch:03d}-{val_loss:.3f}.npz"``. Its folder is created if missing.
 
     save_best_only: save only when the monitored value improves on the best so
@@ -240,7 +246,7 @@ class ModelCheckpoint(Callback):
         if not self.path:
             raise ValueError("path must not be empty")
         try:
-            self._fields = [f for _, f, _, _ in string.Formatter().parse(self.path) if f is not None]
+            list(string.Formatter().parse(self.path))  # unbalanced braces raise here, not later
         except ValueError as exc:
             raise ValueError(f"path {self.path!r} is not a valid format string ({exc}); write a "
                              f"literal brace as {{{{ or }}}}") from None
@@ -356,36 +362,11 @@ class ModelCheckpoint(Callback):
         self.best, self.best_epoch = float(best), record["epoch"]
 
 
-def _umask():
-    try:
-        from .persistence import _umask as umask
-
-        return umask()
-    except ImportError:  # pragma: no cover
-        mask = os.umask(0)
-        os.umask(mask)
-        return mask
-
-
 def _write_atomically(path, text):
-    """Write ``text`` to ``path`` through a synced temporary file in the same folder and
-    os.replace, so a reader sees the old file or the new one, never half of one."""
-    folder, name = os.path.split(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            if hasattr(os, "fchmod"):
-                os.fchmod(f.fileno(), 0o666 & ~_umask())
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    """``text`` written to ``path`` as models are saved (``persistence.write_atomically``)."""
+    from .persistence import write_atomically
+
+    write_atomically(path, lambda f: f.write(text.encode("utf-8")))
 
 
 # ---- CSVLogger ---------------------------------------------------------------------------------
@@ -475,7 +456,8 @@ class ReduceLROnPlateau(Callback):
     patience, if lr > min_lr, lr <- max(lr * factor, min_lr), the cooldown counter
     is set to ``cooldown`` and wait to 0. The new rate applies from the next epoch.
     As Keras, it adds "learning_rate" (the rate the epoch trained with) to the
-    logs, where later callbacks see it. State is reset by ``on_train_begin``.
+    logs, where later callbacks see it. State is reset by ``on_train_begin``, which
+    refuses (``TypeError``) an optimizer whose lr is a step schedule.
     """
 
     def __init__(self, monitor="val_loss", *, factor=0.1, patience=10, mode="auto",
@@ -505,6 +487,7 @@ class ReduceLROnPlateau(Callback):
 
     def on_train_begin(self, logs=None):
         self._reset()
+        _current_lr(self.model, "ReduceLROnPlateau")  # a scheduled optimizer: refused up front
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
@@ -543,7 +526,9 @@ class LearningRateScheduler(Callback):
     trains with ``schedule(e + 1)``, as a torch scheduler stepped once per epoch.
     The rate returned must be a real number, finite and > 0 (also in the model's
     dtype), else ``TypeError`` / ``ValueError`` naming the epoch. As Keras, it
-    adds "learning_rate" to the logs at the epoch's end.
+    adds "learning_rate" to the logs at the epoch's end. An optimizer whose lr is
+    a step schedule is refused (``TypeError`` at ``on_train_begin``): the two would
+    fight over the rate.
     """
 
     def __init__(self, schedule, verbose=0):
@@ -558,6 +543,9 @@ class LearningRateScheduler(Callback):
             self._call = lambda epoch, lr: schedule(epoch + 1)
         else:
             self._call = _epoch_function(schedule)
+
+    def on_train_begin(self, logs=None):
+        _current_lr(self.model, "LearningRateScheduler")  # a scheduled optimizer: refused up front
 
     def on_epoch_begin(self, epoch, logs=None):
         old = _current_lr(self.model, "LearningRateScheduler")

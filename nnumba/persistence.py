@@ -168,7 +168,7 @@ def save_model(model, path):
     _check_destination(path, folder)
     _remove_stale_temporaries(folder, name)
     try:
-        _write_atomically(arrays, target, folder, name)
+        write_atomically(target, lambda f: np.savez(f, **arrays))
     except OSError as exc:
         reason = exc.strerror or str(exc)
         message = f"cannot save the model to {path}: {reason}"
@@ -219,13 +219,18 @@ def _check_destination(path, folder):
                                               f"{folder} does not exist")
 
 
-def _write_atomically(arrays, target, folder, name):
+def write_atomically(target, write):
+    """Write a file through ``write(f)`` (f: a binary file) atomically: into a synced
+    temporary file in the destination's folder, renamed over ``target``, the folder
+    synced; the mode as ``open`` would give it. Used for models and for the small
+    records of the callbacks."""
+    folder, name = os.path.split(os.path.abspath(target))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=_temporary_prefix(name), suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             if hasattr(os, "fchmod"):  # mkstemp creates the file 0600
                 os.fchmod(f.fileno(), 0o666 & ~_umask())
-            np.savez(f, **arrays)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)

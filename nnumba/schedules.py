@@ -19,9 +19,10 @@ torch's ``last_epoch``. Where torch's ``step()`` updates the rate recursively
 (the "chainable" form of StepLR, MultiStepLR, ExponentialLR,
 CosineAnnealingLR, LinearLR), these schedules use the closed form that torch
 itself defines for the same schedule (its ``_get_closed_form_lr``): the
-recursion rounds at every step and drifts from the closed form by a few units
-in the last place after a few hundred steps; the closed form is exact to the
-formula and does not depend on the history.
+recursion rounds at every step and drifts from the closed form (by 1.6e-15
+relative after 200 steps of CosineAnnealingLR, 1.4e-15 for ExponentialLR);
+the closed form does not depend on the history. NumPy's vectorised power can
+round the last bit differently from the C library's (gamma ** k in torch).
 
 Every schedule checks its arguments at construction (a ``TypeError`` or
 ``ValueError`` naming the argument), and refuses at evaluation, with a

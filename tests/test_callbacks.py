@@ -548,6 +548,15 @@ def test_learning_rate_scheduler_checks_the_models_dtype_and_signature():
         LearningRateScheduler(0.1)
 
 
+def test_learning_rate_callbacks_refuse_a_scheduled_optimizer():
+    for cb in (LearningRateScheduler(lambda e, lr: lr), ReduceLROnPlateau()):
+        model = FakeModel(lr=StepLR(0.1, step_size=10))
+        cb.set_model(model)
+        with pytest.raises(TypeError, match="the optimizer's lr is StepLR.*a schedule"):
+            cb.on_train_begin({})
+        assert isinstance(model.optimizer.lr, StepLR)
+
+
 # ---- TerminateOnNaN ------------------------------------------------------------------------------
 def test_terminate_on_nan(capsys):
     cb = TerminateOnNaN()

@@ -105,7 +105,8 @@ def test_chained_schedules_equal_torch_step_by_step(name):
     ours, make = CHAINED[name]
     torch_lr, torch_closed = torch_rates(make)
     mine = ours.values(1, N_STEPS)
-    assert max_rel(mine, torch_closed) <= 1e-15
+    if torch_closed is not None:  # torch's closed form is a private method: may go one day
+        assert max_rel(mine, torch_closed) <= 1e-15
     assert max_rel(mine, torch_lr) <= 1e-14
     assert mine[0] == LR == torch_lr[0]
 
