@@ -119,6 +119,20 @@ class _OpWorkspace:
         self.deltas = bundle.deltas
 
 
+_announced = set()
+
+
+def announce_compile(loop, dtype, verbose):
+    """Say once per process and kind of loop that its first call compiles (or loads from
+    Numba's cache), instead of a silent stall: for verbose >= 1 on the compiled backends."""
+    key = (loop.backend.name, type(loop).__name__, np.dtype(dtype).name)
+    if verbose and loop.backend.name != "numpy" and key not in _announced:
+        what = "the MLP loop" if isinstance(loop, MLPLoop) else "the op-table loop"
+        print(f"nnumba: compiling {what} for {key[2]} on {key[0]} (first run only: about 10-25 s; "
+              f"later runs load it from Numba's cache)", flush=True)
+    _announced.add(key)
+
+
 def _step(model, clip, n_iter):
     """The optimizer's bundle for one call of a loop (hyperparameters read now, a
     schedule's learning rates for the call's n_iter steps)."""

@@ -21,7 +21,7 @@ from .errors import NonFiniteError
 from . import metrics as metrics_
 from .history import History
 from .layers import Sigmoid, Tanh
-from .loops import EVAL, TRAIN, loop_for
+from .loops import EVAL, TRAIN, announce_compile, loop_for
 from .losses import get_loss
 from .optim import get_optimizer
 from .plan import Plan
@@ -475,6 +475,7 @@ class Sequential:
         identity = np.arange(n, dtype=np.int64)
         snapshot = _Snapshot(self)
 
+        announce_compile(self._loop, self.dtype, verbose)
         self.stop_training = False
         for cb in callbacks:
             if callable(getattr(cb, "set_model", None)):
