@@ -94,6 +94,12 @@ class Dense(Layer):
                                  f"{', '.join(map(repr, INITIALIZERS))} or a callable")
         self.init = init
 
+    def __repr__(self):
+        extra = "" if self.bias else ", bias=False"
+        if self.init is not None:
+            extra += f", init={self.init!r}"
+        return f"Dense({self.in_features}, {self.out_features}{extra})"
+
     def output_shape(self, shape):
         if len(shape) != 1:
             raise ValueError(f"{self!r} expects {self.in_features} inputs per sample but the previous "

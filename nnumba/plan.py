@@ -82,8 +82,8 @@ class Plan:
         self.segs = np.array(self._segs, dtype=np.int64).reshape(-1, codes.SEG_N_COLS)
         self.n_in = int(np.prod(self.input_shape))
         self.n_out = int(np.prod(self.output_shape))
-        self.is_mlp = input_shape is None and all(type(layer) is Dense or isinstance(layer, Activation)
-                                                  for layer in layers) \
+        self.is_mlp = len(self.input_shape) == 1 and \
+            all(type(layer) is Dense or isinstance(layer, Activation) for layer in layers) \
             and any(type(layer) is Dense for layer in layers)
         self.blocks = self.alphas = self.mlp_width = None
         if self.is_mlp:

@@ -305,9 +305,6 @@ def train(args):
     print(f"loss {loss}, optimizer {model.optimizer!r}")
     if model.optimizer.scheduled:
         print(f"learning rate: {model.optimizer.lr.describe()}")
-    if args.backend != "numpy":
-        print("(the first run compiles the kernels, which takes a while; later runs load them "
-              "from Numba's cache)")
     if args.checkpoint is not None:
         prep.write(args.checkpoint)
 
