@@ -1,13 +1,15 @@
-"""nnumba against NumPy and PyTorch on this machine, in one run, as Markdown tables.
+"""nnumba against NumPy, PyTorch and JAX on this machine, in one run, as Markdown tables.
 
-    python benchmarks/compare.py [--quick] [--repeats N] [--no-torch]
+    python benchmarks/compare.py [--quick] [--repeats N] [--no-torch] [--no-jax]
+                                 [--sections training,cnn,adam,compile] [--against PATH]
 
 Sections (each time is the median of N runs after one untimed warm-up run;
 the implementations take turns run by run, so that a change in the machine's
 load hits them alike):
 
-1. One training epoch, float32, softmax cross-entropy, batches in a fixed order
-   (no shuffling), from the same initial weights (nnumba's, seed 0) for all:
+1. ``training``: one training epoch, float32, softmax cross-entropy, batches in
+   a fixed order (no shuffling), from the same initial weights (nnumba's, seed
+   0) for all:
    - tiny MLP 64-32-10, batch 1, SGD (lr 0.01) and Adam (lr 1e-3), over the
      1797 digits of scikit-learn;
    - CIFAR-shaped MLP 3072-512-256-10 (ReLU), Adam, on synthetic data: batch 1
@@ -19,26 +21,54 @@ load hits them alike):
    float32 precision when all three trained the same way).
    nnumba's times are of ``model.fit(X, y, epochs=1, ...)``, input checks
    included; torch's of the loop alone over tensors already made.
-2. One Adam step over 10M float32 parameters: textbook NumPy (with
+2. ``cnn``: one epoch of the MNIST-1D CNN (Conv1D(1, 25, 5, stride 2, padding
+   1), ReLU, Conv1D(25, 25, 3, 2, 1), ReLU, Conv1D(25, 25, 3, 2, 1), ReLU,
+   Flatten, Dense(125, 10)), batch 100, Adam (lr 1e-3), float32, over the 4000
+   training signals of MNIST-1D (the ``mnist1d`` package's make_dataset,
+   computed locally; random signals of that shape without it), in a fixed
+   order, from nnumba's initial weights (seed 0) for all: the NumPy reference,
+   PyTorch eager (torch.nn.Conv1d on the (batch, channels, length) layout, the
+   weights mapped as weight[o, c, tap] = W[tap C_in + c, o] and the Dense rows
+   permuted from nnumba's step-major flattening to torch's channel-major one),
+   JAX (lax.conv_general_dilated on the NWC layout, Adam written out) two ways:
+   one jax.jit of a lax.scan over the epoch's batches, and one jitted Adam step
+   called from a Python loop (XLA:CPU runs a convolution inside a loop body far
+   slower than outside, jax-ml/jax#12868, so the scan is not JAX's best); and
+   nnumba cpu. 3N runs each (an epoch is short); the target against JAX is
+   against the faster of the two.
+3. ``adam``: one Adam step over 10M float32 parameters: textbook NumPy (with
    temporaries), torch.optim.Adam(fused=True) (foreach where fused is refused),
    nnumba's cpu ``adam_step`` kernel; all from the same w, g for the same steps;
    and the memory floor, a pass with the same traffic and no arithmetic.
-3. The BLAS rate: the float32 GFLOP/s that numpy.matmul reaches on the matrix
-   products of the CIFAR-shaped network at batch 256 (forward x W for the three
-   layers, dW = x^T dz for the three, dx = dz W^T for the last two), run as one
-   more implementation of the batch-256 row (the products of that epoch and
-   nothing else, timed in turn with the epochs), and the rate each batch-256
-   epoch achieves counting 7.1 MFLOP per sample, as a share of it.
-4. Compile overhead of a fresh process that imports nnumba and fits one tiny
-   epoch on the cpu backend: with an empty Numba cache (one run: it compiles
-   everything), and with the cache that run filled.
-5. The targets, and whether each is met.
+4. The BLAS rate (with ``training``): the float32 GFLOP/s that numpy.matmul
+   reaches on the matrix products of the CIFAR-shaped network at batch 256
+   (forward x W for the three layers, dW = x^T dz for the three, dx = dz W^T for
+   the last two), run as one more implementation of the batch-256 row (the
+   products of that epoch and nothing else, timed in turn with the epochs), and
+   the rate each batch-256 epoch achieves counting 7.1 MFLOP per sample, as a
+   share of it.
+5. ``compile``: compile overhead of a fresh process that imports nnumba and
+   fits one epoch on the cpu backend (first epoch minus a steady one), for the
+   README's digits MLP 64-64-10 (batch 32, Adam) and the MNIST-1D CNN (batch
+   100, Adam), float32 and float64: with an empty Numba cache (one run in a new
+   temporary folder: it compiles everything), and with the cache that run
+   filled (N runs); and JAX's compile of its CNN epoch, both ways (trace and
+   lower, XLA compile, first epoch; a fresh process each run, JAX keeps no
+   compilation cache by default).
+6. ``--against PATH``: the MLP rows of section 1 on nnumba cpu, for the nnumba
+   at PATH (e.g. ``git worktree add /tmp/base <commit>``; imported through
+   PYTHONPATH, with a Numba cache folder of its own) and for this checkout,
+   each in a worker process of its own, taking turns run by run, in 3 fresh
+   pairs of processes (N runs each): a before/after table.
+7. The targets, and whether each is met.
 
 ``--quick`` shrinks everything (few samples, 1M parameters, one repeat, no
-cold compile; the warm start then uses Numba's default cache): a smoke test,
-not a measurement. PyTorch runs in a worker process of its own, so that its
-thread pool and nnumba's never compete; it is left out when torch does not
-import (or with ``--no-torch``).
+cold compile and no float64 in the compile section; the warm start then uses
+Numba's default cache): a smoke test, not a measurement. PyTorch and JAX run in
+worker processes of their own, so that their thread pools and nnumba's never
+compete; each is left out when it does not import (or with ``--no-torch``,
+``--no-jax``). The header names the BLAS library and the kernel architecture it
+chose (threadpoolctl), and the machine's load.
 """
 import argparse
 import json
@@ -84,6 +114,19 @@ WORKLOADS = [
     ("CIFAR 3072-512-256-10, batch 256, Adam", "cifar", "adam", 256, 4096, 512),
 ]
 
+# The MNIST-1D CNN row: (label, samples, samples with --quick); batch common.CNN_BATCH
+CNN_ROW = ("MNIST-1D CNN, batch 100, Adam", common.CNN_SAMPLES, 400)
+
+# The compile section: (label, START_SCRIPT model, dtype); --quick keeps the float32 ones
+COMPILE_WORKLOADS = [
+    ("digits MLP 64-64-10, batch 32, Adam", "digits", "float32"),
+    ("digits MLP 64-64-10, batch 32, Adam", "digits", "float64"),
+    ("MNIST-1D CNN, batch 100, Adam", "cnn", "float32"),
+    ("MNIST-1D CNN, batch 100, Adam", "cnn", "float64"),
+]
+
+SECTIONS = ("training", "cnn", "adam", "compile")
+
 # (what, key of the measured value, at least)
 TARGETS = [
     ("tiny batch 1 SGD epoch: cpu vs PyTorch", ("torch", 0), 100.0),
@@ -96,6 +139,8 @@ TARGETS = [
     ("CIFAR batch 256 epoch: share of the BLAS rate", ("blas",), 0.85),
     ("Adam step 10M: cpu vs torch fused", ("adam", "torch"), 1.0),
     ("Adam step 10M: cpu vs textbook NumPy", ("adam", "numpy"), 15.0),
+    ("MNIST-1D CNN epoch: cpu vs PyTorch", ("cnn", "torch"), 2.0),
+    ("MNIST-1D CNN epoch: cpu vs JAX (the faster of scan and step loop)", ("cnn", "jax"), 1.0),
 ]
 
 
@@ -104,10 +149,13 @@ def out(line=""):
 
 
 def workload_data(model, n):
-    """The data of a workload: digits for the tiny MLP, synthetic for the CIFAR-shaped one."""
+    """The data of a workload: digits for the tiny MLP, MNIST-1D for the CNN, synthetic
+    for the CIFAR-shaped MLP."""
     if model == "tiny":
         X, y = common.digits_data()
         return X[:n], y[:n]
+    if model == "cnn":
+        return common.mnist1d_data(n)
     return common.model_data(model, n)
 
 
@@ -181,10 +229,36 @@ def memory_floor(w, g, m, v):
     _floor_kernels[parallel](w, g, m, v)
 
 
-# ---- the PyTorch worker ----------------------------------------------------------------------
+# ---- the worker processes ---------------------------------------------------------------------
+#
+# PyTorch, JAX and (for --against) nnumba itself are timed in child processes of their
+# own: one JSON request per line on stdin, one JSON reply per line on stdout. Every
+# worker answers "epoch_setup" (build the workload's data, check it against the
+# parent's by a checksum, run one untimed warm-up epoch) and "epoch_run" (one timed
+# epoch from the initial weights; the final loss over the whole data on request).
 
-def worker_main():
-    """Serve PyTorch measurements: one JSON request per line on stdin, one reply on stdout."""
+
+def blas_info():
+    """threadpoolctl's view of the BLAS/OpenMP libraries loaded in this process: a list
+    of short descriptions (library, version, kernel architecture, threads)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return ["threadpoolctl not installed"]
+    found = []
+    for lib in threadpool_info():
+        text = f"{lib.get('internal_api', '?')} {lib.get('version') or ''}".strip()
+        if lib.get("architecture"):
+            text += f", architecture {lib['architecture']}"
+        text += f", {lib.get('num_threads')} threads"
+        if lib.get("threading_layer"):
+            text += f" ({lib['threading_layer']})"
+        found.append(f"{text} [{os.path.basename(lib.get('filepath', ''))}]")
+    return found or ["none loaded"]
+
+
+def serve(handlers, hello):
+    """The request loop of a worker: ``handlers[cmd](req) -> reply``."""
     reply = sys.stdout
     sys.stdout = sys.stderr  # nothing but replies on the pipe
 
@@ -193,33 +267,81 @@ def worker_main():
         reply.flush()
 
     try:
-        import torch
+        hello = hello()
     except Exception as exc:
-        send({"error": f"import torch failed: {exc!r}"})
+        send({"error": f"{type(exc).__name__}: {exc}"})
         return
-    F = torch.nn.functional
-    send({"version": torch.__version__, "threads": torch.get_num_threads()})
-    state = {}
+    send(hello)
+    for line in sys.stdin:
+        req = json.loads(line)
+        if req["cmd"] == "quit":
+            send({})
+            return
+        send(handlers[req["cmd"]](req))
+
+
+def torch_worker_main():
+    """Serve PyTorch measurements (the epochs of sections 1 and 2, the Adam step)."""
+    state, mod = {}, {}
+
+    def hello():
+        t0 = time.perf_counter()
+        try:
+            import torch
+        except Exception as exc:
+            raise RuntimeError(f"import torch failed: {exc!r}") from exc
+        mod["torch"] = torch
+        return {"version": torch.__version__, "threads": torch.get_num_threads(),
+                "import": time.perf_counter() - t0, "blas": blas_info()}
 
     def make_net(model, weights):
-        sizes, mods = common.MODELS[model], []
+        torch = mod["torch"]
         it = iter(weights)
-        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-            lin = torch.nn.Linear(a, b)
-            with torch.no_grad():
-                lin.weight.copy_(torch.from_numpy(np.ascontiguousarray(next(it).T)))
+        mods = []
+
+        def take(shape_of_torch, array):
+            return torch.from_numpy(np.ascontiguousarray(array).reshape(shape_of_torch))
+
+        with torch.no_grad():
+            if model == "cnn":
+                steps = common.CNN_INPUT[0]
+                for c_in, c_out, k, stride, padding in common.CNN_CONVS:
+                    conv = torch.nn.Conv1d(c_in, c_out, k, stride=stride, padding=padding)
+                    # nnumba's W[tap C_in + c, o] is torch's weight[o, c, tap]
+                    W = next(it).reshape(k, c_in, c_out).transpose(2, 1, 0)
+                    conv.weight.copy_(take(conv.weight.shape, W))
+                    conv.bias.copy_(torch.from_numpy(next(it)))
+                    mods += [conv, torch.nn.ReLU()]
+                    steps = (steps + 2 * padding - k) // stride + 1
+                channels = common.CNN_CONVS[-1][1]
+                assert steps * channels == common.CNN_FLAT
+                lin = torch.nn.Linear(common.CNN_FLAT, common.N_CLASSES)
+                # nnumba flattens (steps, channels) step-major: row t C + c; torch flattens
+                # (channels, steps) channel-major: column c L + t
+                W = next(it).reshape(steps, channels, -1).transpose(1, 0, 2).reshape(common.CNN_FLAT, -1)
+                lin.weight.copy_(take(lin.weight.shape, W.T))
                 lin.bias.copy_(torch.from_numpy(next(it)))
-            mods.append(lin)
-            if i < len(sizes) - 2:
-                mods.append(torch.nn.ReLU())
+                mods += [torch.nn.Flatten(), lin]
+            else:
+                sizes = common.MODELS[model]
+                for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+                    lin = torch.nn.Linear(a, b)
+                    lin.weight.copy_(take(lin.weight.shape, next(it).T))
+                    lin.bias.copy_(torch.from_numpy(next(it)))
+                    mods.append(lin)
+                    if i < len(sizes) - 2:
+                        mods.append(torch.nn.ReLU())
         return torch.nn.Sequential(*mods)
 
     def make_opt(name, params):
+        torch = mod["torch"]
         if name == "sgd":
             return torch.optim.SGD(params, lr=LR["sgd"])
         return torch.optim.Adam(params, lr=LR["adam"], betas=(BETA1, BETA2), eps=EPS)
 
     def epoch(n_rows, with_loss):
+        torch = mod["torch"]
+        F = torch.nn.functional
         s = state
         net = make_net(s["model"], s["weights"])
         opt = make_opt(s["optimizer"], net.parameters())
@@ -238,67 +360,195 @@ def worker_main():
                 final = float(F.cross_entropy(net(X), y))
         return seconds, final
 
-    for line in sys.stdin:
-        req = json.loads(line)
-        cmd = req["cmd"]
-        if cmd == "epoch_setup":
-            X, y = workload_data(req["model"], req["n"])
-            state.clear()
-            state.update(model=req["model"], optimizer=req["optimizer"], batch=req["batch"],
-                         X=torch.from_numpy(X), y=torch.from_numpy(y),
-                         weights=initial_weights(req["model"], req["optimizer"]))
-            epoch(req["warm"], False)
-            send({"checksum": checksum(X, y)})
-        elif cmd == "epoch_run":
-            seconds, final = epoch(state["X"].shape[0], req["with_loss"])
-            send({"seconds": seconds, "loss": final})
-        elif cmd == "adam_setup":
-            w, g = adam_arrays(req["n"])
-            state.clear()
-            p = torch.nn.Parameter(torch.from_numpy(w))
-            p.grad = torch.from_numpy(g)
-            mode = "fused"
-            try:
-                opt = torch.optim.Adam([p], lr=LR["adam"], betas=(BETA1, BETA2), eps=EPS, fused=True)
-                opt.step()  # the warm-up step (t = 1)
-            except (RuntimeError, ValueError, TypeError) as exc:
-                mode = f"foreach (fused refused: {exc})"
-                p.data.copy_(torch.from_numpy(adam_arrays(req["n"])[0]))
-                opt = torch.optim.Adam([p], lr=LR["adam"], betas=(BETA1, BETA2), eps=EPS, foreach=True)
-                opt.step()
-            state.update(p=p, opt=opt)
-            send({"mode": mode})
-        elif cmd == "adam_step":
-            settle()
-            start = time.perf_counter()
-            state["opt"].step()
-            send({"seconds": time.perf_counter() - start})
-        elif cmd == "adam_save":
-            np.save(req["path"], state["p"].detach().numpy())
-            send({})
-        elif cmd == "quit":
-            send({})
-            return
+    def epoch_setup(req):
+        torch = mod["torch"]
+        X, y = workload_data(req["model"], req["n"])
+        state.clear()
+        Xt = X.transpose(0, 2, 1) if req["model"] == "cnn" else X  # (batch, channels, length)
+        state.update(model=req["model"], optimizer=req["optimizer"], batch=req["batch"],
+                     X=torch.from_numpy(np.ascontiguousarray(Xt)), y=torch.from_numpy(y),
+                     weights=initial_weights(req["model"], req["optimizer"]))
+        epoch(req["warm"], False)
+        return {"checksum": checksum(X, y)}
+
+    def epoch_run(req):
+        seconds, final = epoch(state["X"].shape[0], req["with_loss"])
+        return {"seconds": seconds, "loss": final}
+
+    def adam_setup(req):
+        torch = mod["torch"]
+        w, g = adam_arrays(req["n"])
+        state.clear()
+        p = torch.nn.Parameter(torch.from_numpy(w))
+        p.grad = torch.from_numpy(g)
+        mode = "fused"
+        try:
+            opt = torch.optim.Adam([p], lr=LR["adam"], betas=(BETA1, BETA2), eps=EPS, fused=True)
+            opt.step()  # the warm-up step (t = 1)
+        except (RuntimeError, ValueError, TypeError) as exc:
+            mode = f"foreach (fused refused: {exc})"
+            p.data.copy_(torch.from_numpy(adam_arrays(req["n"])[0]))
+            opt = torch.optim.Adam([p], lr=LR["adam"], betas=(BETA1, BETA2), eps=EPS, foreach=True)
+            opt.step()
+        state.update(p=p, opt=opt)
+        return {"mode": mode}
+
+    def adam_step(req):
+        settle()
+        start = time.perf_counter()
+        state["opt"].step()
+        return {"seconds": time.perf_counter() - start}
+
+    def adam_save(req):
+        np.save(req["path"], state["p"].detach().numpy())
+        return {}
+
+    serve({"epoch_setup": epoch_setup, "epoch_run": epoch_run, "adam_setup": adam_setup,
+           "adam_step": adam_step, "adam_save": adam_save}, hello)
 
 
-class TorchWorker:
-    """The PyTorch side, in a child process (see ``worker_main``)."""
+def jax_worker_main():
+    """Serve JAX measurements of the MNIST-1D CNN epoch (``common.jax_cnn``), NWC layout,
+    in the parent's batch order from nnumba's initial weights, two ways: "scan", one
+    jax.jit of a lax.scan over the epoch's batches; "step", one jitted Adam step called
+    from a Python loop over the batches (the usual JAX training loop; on XLA:CPU a
+    convolution inside a loop body is much slower, jax-ml/jax#12868). "epoch_setup"
+    also reports, for each, the time to trace and lower, to compile, and of the first
+    run, so that a fresh worker measures JAX's compile cost."""
+    state, mod = {}, {}
 
-    def __init__(self):
-        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--torch-worker"],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    def hello():
+        t0 = time.perf_counter()
+        try:
+            import jax
+            import jax.numpy as jnp
+        except Exception as exc:
+            raise RuntimeError(f"import jax failed: {exc!r}") from exc
+        mod.update(jax=jax, jnp=jnp)
+        return {"version": jax.__version__, "devices": [str(d) for d in jax.devices()],
+                "import": time.perf_counter() - t0}
+
+    def epoch_setup(req):
+        jax, jnp = mod["jax"], mod["jnp"]
+        if req["model"] != "cnn" or req.get("optimizer", "adam") != "adam":
+            raise ValueError("the JAX worker runs the MNIST-1D CNN with Adam only")
+        dtype = req.get("dtype", "float32")
+        X, y = workload_data("cnn", req["n"])
+        batch = req["batch"]
+        if req["n"] % batch:
+            raise ValueError("the JAX epoch needs whole batches")
+        n_batches = req["n"] // batch
+        fns = common.jax_cnn(dtype, lr=LR["adam"], beta1=BETA1, beta2=BETA2, eps=EPS)
+        state.clear()
+        state["weights"] = common.jax_cnn_weights(initial_weights("cnn", "adam"), dtype)
+        Xb = X.astype(dtype).reshape((n_batches, batch) + X.shape[1:])
+        yb = y.astype(np.int32).reshape(n_batches, batch)
+        state["Xb"], state["yb"] = jnp.asarray(Xb), jnp.asarray(yb)
+        state["batches"] = [(jnp.asarray(Xb[i]), jnp.asarray(yb[i])) for i in range(n_batches)]
+        state["X"], state["y"] = jnp.asarray(X.astype(dtype)), jnp.asarray(y.astype(np.int32))
+        params = fresh_params()
+        reply = {"checksum": checksum(X, y)}
+        for name, fn, args in (("scan", fns["epoch"], (params, state["Xb"], state["yb"])),
+                               ("step", fns["step"], (common.jax_adam_state(params),)
+                                + state["batches"][0])):
+            t0 = time.perf_counter()
+            lowered = fn.lower(*args)
+            t1 = time.perf_counter()
+            compiled = lowered.compile()
+            t2 = time.perf_counter()
+            if name == "scan":
+                jax.block_until_ready(compiled(*args))
+                state["scan"] = compiled
+            else:
+                state["step"] = compiled
+                jax.block_until_ready(common.jax_step_epoch(compiled, params, state["batches"]))
+            t3 = time.perf_counter()
+            reply[name] = {"trace": t1 - t0, "compile": t2 - t1, "first_run": t3 - t2}
+        state["loss"] = fns["loss"]
+        jax.block_until_ready(fns["loss"](params, state["X"], state["y"]))  # compiles the loss
+        return reply
+
+    def fresh_params():
+        return [mod["jnp"].asarray(w) for w in state["weights"]]
+
+    def epoch_run(req):
+        jax = mod["jax"]
+        params = jax.block_until_ready(fresh_params())
+        variant = req.get("variant", "scan")
+        settle()
+        start = time.perf_counter()
+        if variant == "scan":
+            params = state["scan"](params, state["Xb"], state["yb"])
+        else:
+            params = common.jax_step_epoch(state["step"], params, state["batches"])
+        params = jax.block_until_ready(params)
+        seconds = time.perf_counter() - start
+        final = float(state["loss"](params, state["X"], state["y"])) if req["with_loss"] else None
+        return {"seconds": seconds, "loss": final}
+
+    serve({"epoch_setup": epoch_setup, "epoch_run": epoch_run}, hello)
+
+
+def nnumba_worker_main():
+    """Serve nnumba cpu epochs (NnumbaEpoch) from whichever nnumba this process imports
+    (PYTHONPATH decides: --against)."""
+    state = {}
+
+    def hello():
+        t0 = time.perf_counter()
+        import numba
+
+        import nnumba
+
+        return {"version": getattr(nnumba, "__version__", "?"), "file": nnumba.__file__,
+                "import": time.perf_counter() - t0,
+                "cache": os.environ.get("NUMBA_CACHE_DIR", "(Numba's default)"),
+                "numba": numba.__version__}
+
+    def epoch_setup(req):
+        X, y = workload_data(req["model"], req["n"])
+        state["impl"] = NnumbaEpoch(req.get("backend", "cpu"), req["model"], req["optimizer"],
+                                    req["batch"], X, y, req["warm"])
+        return {"checksum": checksum(X, y)}
+
+    def epoch_run(req):
+        seconds, loss = state["impl"].run(req["with_loss"])
+        return {"seconds": seconds, "loss": loss}
+
+    serve({"epoch_setup": epoch_setup, "epoch_run": epoch_run}, hello)
+
+
+WORKERS = {"torch": torch_worker_main, "jax": jax_worker_main, "nnumba": nnumba_worker_main}
+
+
+class Worker:
+    """A worker process (see ``serve``) of ``kind`` in WORKERS; ``env``: variables to set
+    in it (PYTHONPATH, NUMBA_CACHE_DIR)."""
+
+    def __init__(self, kind, env=None):
+        self.kind = kind
+        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--worker", kind],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     env={**os.environ, **(env or {})})
         self.hello = self._read()
 
     def _read(self):
         line = self.proc.stdout.readline()
         if not line:
-            raise RuntimeError("the PyTorch worker died (see its output above)")
+            raise RuntimeError(f"the {self.kind} worker died (see its output above)")
         return json.loads(line)
 
     def ask(self, cmd, **kwargs):
         self.proc.stdin.write(json.dumps(dict(cmd=cmd, **kwargs)) + "\n")
         self.proc.stdin.flush()
         return self._read()
+
+    def setup_epoch(self, X, y, **kwargs):
+        """epoch_setup, checking that the worker built the same data as this process."""
+        reply = self.ask("epoch_setup", **kwargs)
+        if "checksum" not in reply or abs(reply["checksum"] - checksum(X, y)) > 1e-6 * abs(checksum(X, y)):
+            raise RuntimeError(f"the {self.kind} worker built different data")
+        return reply
 
     def close(self):
         if self.proc.poll() is None:
@@ -307,6 +557,18 @@ class TorchWorker:
             except (RuntimeError, BrokenPipeError, OSError):
                 pass
             self.proc.wait(timeout=30)
+
+
+def start_worker(kind, wanted=True, env=None):
+    """A Worker, or None (with a line saying why) when it is not wanted or does not start."""
+    if not wanted:
+        return None
+    worker = Worker(kind, env)
+    if "error" in worker.hello:
+        out(f"({kind} left out: {worker.hello['error']})")
+        worker.close()
+        return None
+    return worker
 
 
 # ---- formatting ------------------------------------------------------------------------------
@@ -387,6 +649,86 @@ def section_training(args, torch_worker, results):
                                for k in ("numpy", "torch", "cpu"))
         out(f"| {label} | {n} | {fmt_s(t['numpy'])} | {fmt_s(t['torch'])} | {fmt_s(t['cpu'])} "
             f"| {fmt_x(row['vs_numpy'])} | {fmt_x(row['vs_torch'])} | {loss_text} | {diff:.1e} |")
+    out()
+
+
+CNN_IMPLS = (("numpy", "NumPy ref"), ("torch", "PyTorch"), ("jax_scan", "JAX scan"),
+             ("jax_step", "JAX step loop"), ("cpu", "nnumba cpu"))
+
+
+def section_cnn(args, torch_worker, jax_worker, results):
+    label, n_full, n_quick = CNN_ROW
+    n, batch = (n_quick if args.quick else n_full), common.CNN_BATCH
+    runs = args.repeats if args.quick else 3 * args.repeats
+    source = ("MNIST-1D's training signals (mnist1d.make_dataset, computed here)"
+              if common.mnist1d_available() else "random signals of MNIST-1D's shape (mnist1d not installed)")
+    out("## MNIST-1D CNN epoch (float32, softmax cross-entropy)")
+    out()
+    out(f"Conv1D(1, 25, 5, stride 2, padding 1), ReLU, Conv1D(25, 25, 3, 2, 1), ReLU, "
+        f"Conv1D(25, 25, 3, 2, 1), ReLU, Flatten (125), Dense(125, 10); {n} of {source}, "
+        f"{common.CNN_INPUT[0]} steps, batch {batch}, Adam (lr {LR['adam']:g}), no shuffling, "
+        f"from nnumba's initial weights (seed 0) for all. Median of {runs} after a warm-up epoch, "
+        "the implementations taking turns; PyTorch and JAX each in a process of its own. "
+        "PyTorch: eager, torch.nn.Conv1d on (batch, channels, length). JAX (conv_general_dilated "
+        "on NWC, Adam written out): \"scan\" is one jax.jit of a lax.scan over the epoch's "
+        "batches; \"step loop\" is one jitted Adam step called from a Python loop over the "
+        "batches, since XLA:CPU runs a convolution inside a loop body far slower than outside "
+        "(jax-ml/jax#12868). Final loss: over the whole data after the epoch.")
+    out()
+    X, y = workload_data("cnn", n)
+    impls = {b: NnumbaEpoch(b, "cnn", "adam", batch, X, y, n) for b in ("numpy", "cpu")}
+    jax_setup = None
+    if torch_worker is not None:
+        torch_worker.setup_epoch(X, y, model="cnn", optimizer="adam", batch=batch, n=n, warm=n)
+    if jax_worker is not None:
+        jax_setup = jax_worker.setup_epoch(X, y, model="cnn", optimizer="adam", batch=batch, n=n, warm=n)
+        for variant in ("scan", "step"):  # the warm-up epochs (setup ran each once)
+            jax_worker.ask("epoch_run", variant=variant, with_loss=False)
+    times, losses = {k: [] for k, _ in CNN_IMPLS}, {}
+    for r in range(runs):
+        last = r == runs - 1
+        for name, _ in CNN_IMPLS:
+            if name == "torch" and torch_worker is not None:
+                reply = torch_worker.ask("epoch_run", with_loss=last)
+            elif name.startswith("jax") and jax_worker is not None:
+                reply = jax_worker.ask("epoch_run", variant=name[4:], with_loss=last)
+            elif name in impls:
+                reply = dict(zip(("seconds", "loss"), impls[name].run(last)))
+            else:
+                continue
+            times[name].append(reply["seconds"])
+            if last:
+                losses[name] = reply["loss"]
+    t = {k: median(v) for k, v in times.items()}
+    ref_loss = losses["numpy"]
+    diff = max(abs(v - ref_loss) / abs(ref_loss) for v in losses.values())
+    jax_best = min((t[k] for k in ("jax_scan", "jax_step") if t[k] is not None), default=None)
+    row = dict(label=label, samples=n, times=t, losses=losses, loss_diff=diff,
+               vs_numpy=ratio(t["numpy"], t["cpu"]), vs_torch=ratio(t["torch"], t["cpu"]),
+               vs_jax_scan=ratio(t["jax_scan"], t["cpu"]), vs_jax_step=ratio(t["jax_step"], t["cpu"]),
+               vs_jax=ratio(jax_best, t["cpu"]), jax_setup=jax_setup, runs=times)
+    results["cnn"] = row
+    out("| workload | samples | " + " | ".join(name for _, name in CNN_IMPLS)
+        + " | cpu vs NumPy | cpu vs PyTorch | cpu vs JAX scan | cpu vs JAX step loop "
+        "| final loss " + " / ".join(name for _, name in CNN_IMPLS) + " | max rel. diff |")
+    out("|---|---:|" + "---:|" * len(CNN_IMPLS) + "---:|---:|---:|---:|---|---:|")
+    loss_text = " / ".join("n/a" if losses.get(k) is None else f"{losses[k]:.5f}" for k, _ in CNN_IMPLS)
+    out(f"| {label} | {n} | " + " | ".join(fmt_s(t[k]) for k, _ in CNN_IMPLS)
+        + f" | {fmt_x(row['vs_numpy'])} | {fmt_x(row['vs_torch'])} | {fmt_x(row['vs_jax_scan'])} "
+        f"| {fmt_x(row['vs_jax_step'])} | {loss_text} | {diff:.1e} |")
+    # the fastest run of each: on a shared machine, another process taking a core slows
+    # the implementations whose threads meet at barriers (OpenMP, OpenBLAS) by up to 100x
+    best = {k: (min(v) if v else None) for k, v in times.items()}
+    row["best"] = best
+    out(f"| (fastest of the {runs}) | {n} | " + " | ".join(fmt_s(best[k]) for k, _ in CNN_IMPLS)
+        + f" | {fmt_x(ratio(best['numpy'], best['cpu']))} | {fmt_x(ratio(best['torch'], best['cpu']))} "
+        f"| {fmt_x(ratio(best['jax_scan'], best['cpu']))} | {fmt_x(ratio(best['jax_step'], best['cpu']))} "
+        "| | |")
+    out()
+    spread = ", ".join(f"{name} {fmt_s(min(times[k]))} to {fmt_s(max(times[k]))}"
+                       for k, name in CNN_IMPLS if times[k])
+    out(f"Fastest to slowest of the {runs} runs: {spread}. When the slowest are many times the "
+        "fastest, other processes took cores during the run: the medians then mean little.")
     out()
 
 
@@ -546,35 +888,192 @@ def section_gemm(args, results):
 def section_compile(args, results):
     out("## Compile overhead of a fresh process")
     out()
-    out("A new interpreter imports nnumba and fits one tiny epoch (64-32-10, 1797 samples, "
-        "batch 32, Adam) on the cpu backend, then the same epoch again; compile overhead = "
-        "first epoch - second epoch.")
+    out("A new interpreter imports nnumba and fits one epoch of random data on the cpu backend "
+        "(build, compile or load from Numba's cache, fit), then the same epoch again; compile "
+        "overhead = first epoch - second epoch. Cold: NUMBA_CACHE_DIR a new empty folder (one "
+        f"run: everything compiles); warm: the folder that run filled (median of {args.repeats} "
+        "runs). Digits MLP: 1797 samples; CNN: 4000 signals of 40 steps.")
     out()
-    out("| Numba cache | runs | process wall time | import nnumba | first epoch | steady epoch | compile overhead |")
-    out("|---|---:|---:|---:|---:|---:|---:|")
+    out("| workload | dtype | Numba cache | runs | process wall time | import nnumba | first epoch "
+        "| steady epoch | compile overhead |")
+    out("|---|---|---|---:|---:|---:|---:|---:|---:|")
 
-    def row(label, runs):
-        med = {k: median([r[k] for r in runs]) for k in runs[0]}
-        out(f"| {label} | {len(runs)} | {fmt_s(med['wall'])} | {fmt_s(med['import'])} "
+    def row(label, dtype, cache, runs):
+        med = {k: median([r[k] for r in runs]) for k in runs[0] if k != "nnumba"}
+        out(f"| {label} | {dtype} | {cache} | {len(runs)} | {fmt_s(med['wall'])} | {fmt_s(med['import'])} "
             f"| {fmt_s(med['first_epoch'])} | {fmt_s(med['steady_epoch'])} | {fmt_s(med['overhead'])} |")
         return med
 
-    tmp = tempfile.mkdtemp(prefix="nnumba-compare-cache-")
-    try:
+    results["compile"] = []
+    for label, model, dtype in COMPILE_WORKLOADS:
+        if args.quick and dtype != "float32":
+            continue
+        entry = dict(label=label, model=model, dtype=dtype)
         if args.quick:
-            out("| cold (empty) | 0 | skipped with --quick | | | | |")
-            common.fresh_process_start(None)  # fills Numba's default cache if it is cold
-            results["warm"] = row("warm (Numba's default cache, --quick)", [common.fresh_process_start(None)])
+            common.fresh_process_start(None, model=model, dtype=dtype)  # fills the default cache
+            entry["warm"] = row(label, dtype, "warm (Numba's default, --quick)",
+                                [common.fresh_process_start(None, model=model, dtype=dtype)])
         else:
-            results["cold"] = row("cold (empty folder)", [common.fresh_process_start(tmp)])
-            runs = [common.fresh_process_start(tmp) for _ in range(args.repeats)]
-            results["warm"] = row("warm (filled by the cold run)", runs)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            tmp = tempfile.mkdtemp(prefix="nnumba-compare-cache-")
+            try:
+                entry["cold"] = row(label, dtype, "cold (empty folder)",
+                                    [common.fresh_process_start(tmp, model=model, dtype=dtype)])
+                entry["warm"] = row(label, dtype, "warm (filled by the cold run)",
+                                    [common.fresh_process_start(tmp, model=model, dtype=dtype)
+                                     for _ in range(args.repeats)])
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        results["compile"].append(entry)
+        if model == "digits" and dtype == "float32":
+            results["warm"] = entry["warm"]
+            if "cold" in entry:
+                results["cold"] = entry["cold"]
+    out()
+    if args.no_jax:
+        return
+    label, n_full, n_quick = CNN_ROW
+    n = n_quick if args.quick else n_full
+    runs = 1 if args.quick else min(args.repeats, 3)
+    out(f"JAX's compile of its CNN epoch (both forms of the CNN section, {n} signals): a fresh "
+        f"worker process per run (JAX keeps no compilation cache by default, so every process "
+        f"compiles; the scan is compiled first, then the step), median of {runs}. Compile overhead "
+        "= trace and lower + XLA compile + first epoch - steady epoch, as nnumba's first epoch - "
+        "steady epoch; the import of jax is not in it (nnumba's import is not in its either).")
+    out()
+    out("| workload | dtype | runs | import jax | trace and lower | XLA compile | first epoch "
+        "| steady epoch | compile overhead |")
+    out("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    X, y = workload_data("cnn", n)
+    results["jax_compile"] = []
+    for dtype in ("float32",) if args.quick else ("float32", "float64"):
+        samples = {"scan": [], "step": []}
+        for _ in range(runs):
+            worker = start_worker("jax")
+            if worker is None:
+                return
+            try:
+                reply = worker.setup_epoch(X, y, model="cnn", optimizer="adam", batch=common.CNN_BATCH,
+                                           n=n, warm=n, dtype=dtype)
+                for variant, got in samples.items():
+                    steady = worker.ask("epoch_run", variant=variant, with_loss=False)["seconds"]
+                    r = reply[variant]
+                    got.append(dict(import_=worker.hello["import"], trace=r["trace"],
+                                    compile=r["compile"], first_run=r["first_run"], steady=steady,
+                                    overhead=r["trace"] + r["compile"] + r["first_run"] - steady))
+            finally:
+                worker.close()
+        for variant, got in samples.items():
+            med = {k: median([r[k] for r in got]) for k in got[0]}
+            results["jax_compile"].append(dict(dtype=dtype, variant=variant, **med))
+            name = "JAX scan" if variant == "scan" else "JAX step loop"
+            out(f"| {name}, {label} | {dtype} | {runs} | {fmt_s(med['import_'])} | {fmt_s(med['trace'])} "
+                f"| {fmt_s(med['compile'])} | {fmt_s(med['first_run'])} | {fmt_s(med['steady'])} "
+                f"| {fmt_s(med['overhead'])} |")
     out()
 
 
-def section_targets(results, have_torch):
+AGAINST_ROUNDS = 3  # fresh pairs of worker processes (1 with --quick)
+
+
+def section_against(args, results):
+    """Before/after: the MLP rows on nnumba cpu for the nnumba at args.against and for this
+    checkout, each in a worker process of its own, alternating run by run; AGAINST_ROUNDS
+    fresh pairs of processes, since one process can be steadily faster or slower than the
+    next on this virtual machine (where its arrays land)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    before_path = os.path.abspath(args.against)
+    envs = {"before": {"PYTHONPATH": before_path}, "after": {"PYTHONPATH": root}}
+    rounds = 1 if args.quick else AGAINST_ROUNDS
+    out(f"## Before/after: the MLP epochs on nnumba cpu, {before_path} against this checkout")
+    out()
+    cache = tempfile.mkdtemp(prefix="nnumba-compare-against-cache-")
+    envs["before"]["NUMBA_CACHE_DIR"] = cache
+    names = ("before", "after")
+    times = {w[0]: {k: [] for k in names} for w in WORKLOADS}
+    per_process = {w[0]: {k: [] for k in names} for w in WORKLOADS}
+    losses = {w[0]: {} for w in WORKLOADS}
+    try:
+        for rnd in range(rounds):
+            workers = {}
+            try:
+                for name in (names if rnd % 2 == 0 else names[::-1]):
+                    workers[name] = Worker("nnumba", envs[name])
+                    if "error" in workers[name].hello:
+                        raise RuntimeError(f"the {name} worker failed: {workers[name].hello['error']}")
+                if rnd == 0:
+                    for name, path in (("before", before_path), ("after", root)):
+                        hello = workers[name].hello
+                        out(f"- {name}: {git_text(path)}; nnumba imported from `{hello['file']}`, "
+                            f"Numba cache {hello['cache']}")
+                    out()
+                for label, model, optimizer, batch, n_full, n_quick in WORKLOADS:
+                    n = n_quick if args.quick else n_full
+                    X, y = workload_data(model, n)
+                    for worker in workers.values():
+                        worker.setup_epoch(X, y, model=model, optimizer=optimizer, batch=batch,
+                                           n=n, warm=n)
+                    got = {k: [] for k in names}
+                    for r in range(args.repeats):
+                        for name in (names if r % 2 == 0 else names[::-1]):
+                            reply = workers[name].ask("epoch_run", with_loss=r == 0 and rnd == 0)
+                            got[name].append(reply["seconds"])
+                            if reply["loss"] is not None:
+                                losses[label][name] = reply["loss"]
+                    for name in names:
+                        times[label][name] += got[name]
+                        per_process[label][name].append(median(got[name]))
+            finally:
+                for worker in workers.values():
+                    worker.close()
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+    out(f"{rounds} fresh pair{'s' * (rounds > 1)} of worker processes, each timing every workload "
+        f"{args.repeats} time{'s' * (args.repeats > 1)} after a warm-up epoch (in the first pair, "
+        "that compiles), the two "
+        "taking turns (which goes first alternates run by run and pair by pair); same workloads, "
+        "data and seeds as the first table. Median and fastest over all runs; the median of each "
+        "process, since one process can be steadily faster than the next on this machine. "
+        "After vs before > 1: this checkout is faster.")
+    out()
+    out("| workload | samples | before | after | after vs before | fastest before / after "
+        "| fastest after vs before | process medians before; after | final loss before / after "
+        "| rel. diff |")
+    out("|---|---:|---:|---:|---:|---|---:|---|---|---:|")
+    results["against"] = []
+    for label, model, optimizer, batch, n_full, n_quick in WORKLOADS:
+        n = n_quick if args.quick else n_full
+        t = {k: median(v) for k, v in times[label].items()}
+        best = {k: min(v) for k, v in times[label].items()}
+        loss = losses[label]
+        diff = abs(loss["after"] - loss["before"]) / abs(loss["before"])
+        speed = ratio(t["before"], t["after"])
+        results["against"].append(dict(label=label, times=t, best=best, losses=loss, speedup=speed,
+                                       runs=times[label], per_process=per_process[label]))
+        procs = "; ".join(", ".join(fmt_s(x) for x in per_process[label][k]) for k in names)
+        out(f"| {label} | {n} | {fmt_s(t['before'])} | {fmt_s(t['after'])} | {fmt_x(speed)} "
+            f"| {fmt_s(best['before'])} / {fmt_s(best['after'])} "
+            f"| {fmt_x(ratio(best['before'], best['after']))} | {procs} "
+            f"| {loss['before']:.5f} / {loss['after']:.5f} | {diff:.1e} |")
+    out()
+
+
+def git_text(path):
+    """'<short commit> <subject, shortened>' of the git checkout at path, '+ changes' when its
+    tracked files differ from that commit."""
+    def git(*cmd):
+        proc = subprocess.run(["git", "-C", path, *cmd], capture_output=True, text=True)
+        return proc.stdout.strip() if proc.returncode == 0 else None
+
+    head = git("log", "-1", "--format=%h %s")
+    if head is None:
+        return f"{path} (not a git checkout)"
+    if len(head) > 70:
+        head = head[:67] + "..."
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return f"`{path}` at {head}" + (" + uncommitted changes" if dirty else "")
+
+
+def section_targets(results, have):
     out("## Targets")
     out()
     out("| target | measured | met |")
@@ -588,9 +1087,14 @@ def section_targets(results, have_torch):
             value = results.get("blas_share")
         elif key[0] == "adam" and "adam" in results:
             value = results["adam"][key[1]]
+        elif key[0] == "cnn" and "cnn" in results:
+            value = results["cnn"]["vs_" + key[1]]
         if value is None:
-            why = "PyTorch not available" if not have_torch else "not measured"
-            out(f"| {what} >= {least:g}{'' if key[0] == 'blas' else 'x'} | n/a | n/a ({why}) |")
+            needs = ("jax" if key == ("cnn", "jax") else
+                     "torch" if "torch" in key else None)
+            why = "not measured" if needs is None or have[needs] else \
+                f"{'JAX' if needs == 'jax' else 'PyTorch'} left out"
+            out(f"| {what} >= {f'{least:.0%}' if key[0] == 'blas' else f'{least:g}x'} | n/a | n/a ({why}) |")
             continue
         if key[0] == "blas":
             out(f"| {what} >= {least:.0%} | {value:.0%} | {'yes' if value >= least else '**no**'} |")
@@ -599,7 +1103,8 @@ def section_targets(results, have_torch):
     warm = results.get("warm")
     if warm is not None:
         met = "yes" if warm["overhead"] < 1.0 else "**no**"
-        out(f"| warm-cache start: compile overhead < 1 s | {fmt_s(warm['overhead'])} | {met} |")
+        out(f"| warm-cache start, digits MLP float32: compile overhead < 1 s | {fmt_s(warm['overhead'])} "
+            f"| {met} |")
     out()
 
 
@@ -610,6 +1115,32 @@ def blas_name():
         return "unknown"
 
 
+def cpu_clock():
+    """(machine busy CPU seconds from /proc/stat, this process's and its waited-for
+    children's CPU seconds) or None where /proc/stat is missing."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    busy = (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+    t = os.times()
+    return busy, t.user + t.system + t.children_user + t.children_system
+
+
+def others_text(start_clock, wall):
+    """How busy the rest of the machine was while compare.py ran (the CPU time of every
+    other process, from /proc/stat): the cores it used on average."""
+    end = cpu_clock()
+    if start_clock is None or end is None or wall <= 0:
+        return ""
+    others = (end[0] - start_clock[0]) - (end[1] - start_clock[1])
+    return (f"Other processes (and hypervisor steal) used {max(others, 0.0) / wall:.2f} of the "
+            f"{os.cpu_count()} cores on average during the run (/proc/stat; under 0.1 is a quiet "
+            "machine).")
+
+
 def load_text():
     try:
         return "Load average (1, 5, 15 min): " + ", ".join(f"{x:.1f}" for x in os.getloadavg()) + "."
@@ -617,7 +1148,13 @@ def load_text():
         return ""
 
 
-def header(args, torch_worker):
+def blas_env_text():
+    return ", ".join(f"{k}={os.environ[k]}" if k in os.environ else f"{k} unset"
+                     for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS",
+                               "OMP_NUM_THREADS"))
+
+
+def header(args, torch_worker, jax_worker):
     import numba
 
     out("# nnumba: CPU comparison on this machine")
@@ -625,12 +1162,24 @@ def header(args, torch_worker):
     torch_text = "not used"
     if torch_worker is not None:
         torch_text = f"{torch_worker.hello['version']} ({torch_worker.hello['threads']} threads)"
+    jax_text = "not used"
+    if jax_worker is not None:
+        jax_text = f"{jax_worker.hello['version']} ({', '.join(jax_worker.hello['devices'])})"
     out(f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical cores; "
         f"Python {platform.python_version()}, NumPy {np.__version__} (BLAS {blas_name()}), "
         f"Numba {numba.__version__} ({numba.config.NUMBA_NUM_THREADS} threads), "
-        f"PyTorch {torch_text}. "
+        f"PyTorch {torch_text}, JAX {jax_text}. "
         f"{'--quick: smoke test sizes, not a measurement. ' if args.quick else ''}"
         f"Speed-ups are time of the other / time of nnumba cpu. {load_text()}")
+    out()
+    import nnumba
+
+    out(f"nnumba imported from `{os.path.dirname(nnumba.__file__)}`: "
+        f"{git_text(os.path.dirname(os.path.dirname(os.path.abspath(nnumba.__file__))))}.")
+    out(f"BLAS kernels (threadpoolctl), this process: {'; '.join(blas_info())}. "
+        f"Environment: {blas_env_text()}.")
+    if torch_worker is not None:
+        out(f"PyTorch worker (threadpoolctl): {'; '.join(torch_worker.hello['blas'])}.")
     out()
 
 
@@ -639,42 +1188,76 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one repeat: a smoke test")
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per measurement (default 5, 1 with --quick)")
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
+    parser.add_argument("--no-jax", action="store_true", help="leave JAX out")
+    parser.add_argument("--sections", default=",".join(SECTIONS),
+                        help=f"comma-separated, of {', '.join(SECTIONS)} (default: all)")
+    parser.add_argument("--against", metavar="PATH", default=None,
+                        help="also time the MLP rows on the nnumba checkout at PATH (imported "
+                             "through PYTHONPATH, its own Numba cache) against this one")
+    parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.torch_worker:
-        return worker_main()
+        args.worker = "torch"
+    if args.worker:
+        return WORKERS[args.worker]()
     if args.repeats is None:
         args.repeats = 1 if args.quick else 5
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
+    sections = [x.strip() for x in args.sections.split(",") if x.strip()]
+    unknown = [x for x in sections if x not in SECTIONS]
+    if unknown:
+        parser.error(f"--sections: unknown {', '.join(unknown)}; expected some of {', '.join(SECTIONS)}")
+    if args.against is not None and not os.path.isdir(os.path.join(args.against, "nnumba")):
+        parser.error(f"--against {args.against}: no nnumba package folder there")
 
-    started = time.perf_counter()
-    torch_worker = None
-    if not args.no_torch:
-        torch_worker = TorchWorker()
-        if "error" in torch_worker.hello:
-            out(f"(PyTorch left out: {torch_worker.hello['error']})")
-            torch_worker.close()
-            torch_worker = None
+    started, start_clock = time.perf_counter(), cpu_clock()
+    needs_torch = any(x in sections for x in ("training", "cnn", "adam"))
     results = {}
+    scratch = tempfile.mkdtemp(prefix="nnumba-compare-")
+    torch_worker = jax_worker = None
     try:
-        header(args, torch_worker)
-        section_training(args, torch_worker, results)
-        section_adam(args, torch_worker, results)
+        if common.mnist1d_available() and ("cnn" in sections or "compile" in sections):
+            # computed once (make_dataset takes 1-2 s), read by every worker process
+            path = os.path.join(scratch, "mnist1d.npz")
+            common.save_mnist1d(path)
+            os.environ[common.MNIST1D_FILE_VAR] = path
+        torch_worker = start_worker("torch", needs_torch and not args.no_torch)
+        jax_worker = start_worker("jax", "cnn" in sections and not args.no_jax)
+        try:
+            header(args, torch_worker, jax_worker)
+            if "training" in sections:
+                section_training(args, torch_worker, results)
+            if "cnn" in sections:
+                section_cnn(args, torch_worker, jax_worker, results)
+            if "adam" in sections:
+                section_adam(args, torch_worker, results)
+        finally:
+            for worker in (torch_worker, jax_worker):
+                if worker is not None:
+                    worker.close()
+        if "training" in sections:
+            section_gemm(args, results)
+        if "compile" in sections:
+            section_compile(args, results)
+        if args.against is not None:
+            section_against(args, results)
     finally:
-        if torch_worker is not None:
-            torch_worker.close()
-    section_gemm(args, results)
-    section_compile(args, results)
-    section_targets(results, torch_worker is not None)
+        shutil.rmtree(scratch, ignore_errors=True)
+        os.environ.pop(common.MNIST1D_FILE_VAR, None)
+    # False: wanted for a section that ran, and left out (--no-torch, --no-jax, no import)
+    section_targets(results, {"torch": torch_worker is not None or not needs_torch,
+                              "jax": jax_worker is not None or "cnn" not in sections})
     import numba
 
     try:
         layer = numba.threading_layer()
     except ValueError:
         layer = "none (no parallel kernel ran)"
-    out(f"(Numba threading layer: {layer}; compare.py took {time.perf_counter() - started:.0f} s. "
-        f"{load_text()})")
+    wall = time.perf_counter() - started
+    out(f"(Numba threading layer: {layer}; compare.py took {wall:.0f} s. {load_text()} "
+        f"{others_text(start_clock, wall)})")
     return 0
 
 
