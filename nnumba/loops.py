@@ -12,8 +12,9 @@ per-iteration statistics rows (``codes.STAT_*``).
 """
 import numpy as np
 
-from .backends import codes
 from .backends.bundles import Blocks, Data, MLPWorkspace, Program, Step, Workspace
+# the forward modes (the MLP loop has no layer whose forward pass depends on them)
+from .backends.reference.interpreter import EVAL, TRAIN, TRAIN_UPDATE  # noqa: F401
 
 
 class MLPLoop:
@@ -142,9 +143,6 @@ def _step(model, clip, n_iter):
 
 
 def loop_for(backend, plan):
+    """The loop that runs ``plan``: the MLP loop for Dense layers and activations only."""
     return MLPLoop(backend, plan) if plan.is_mlp else OpLoop(backend, plan)
 
-
-# forward modes (the interpreter's; the MLP loop has no mode-dependent layer)
-EVAL, TRAIN, TRAIN_UPDATE = 0, 1, 2
-STATS_COLUMNS = codes.STAT_NORMS

@@ -15,7 +15,6 @@ import numpy as np
 from numba import njit
 
 from .. import codes as c
-from ..bundles import Data, Program, Step, Workspace  # noqa: F401 (the loop's bundles)
 from ..reference.interpreter import EVAL, TRAIN, TRAIN_UPDATE
 from ._config import KERNEL
 from ._views import flat_view, rows_view

@@ -283,7 +283,6 @@ def train_batches(plan, params, grads, buffers, loss, data, n_rows, batch_size, 
     step t + j + 1, batch statistics, running statistics moved.
     """
     k = k or kernels()
-    rows = rows_of(ws)
     scratch = k.memory.zeros(1, np.float64)
     host_stats = np.zeros(stats.shape[1])
     done = n_iter
