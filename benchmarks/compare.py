@@ -1176,7 +1176,12 @@ def header(args, torch_worker, jax_worker):
 
     out(f"nnumba imported from `{os.path.dirname(nnumba.__file__)}`: "
         f"{git_text(os.path.dirname(os.path.dirname(os.path.abspath(nnumba.__file__))))}.")
-    out(f"BLAS kernels (threadpoolctl), this process: {'; '.join(blas_info())}. "
+    try:  # Numba's np.dot and @ call SciPy's BLAS (scipy.linalg.cython_blas): load it to list it
+        import scipy.linalg.cython_blas  # noqa: F401
+        scipy_text = " (NumPy's is numpy.libs' openblas; nnumba cpu's products run on SciPy's, which Numba calls)"
+    except ImportError:
+        scipy_text = ""
+    out(f"BLAS kernels (threadpoolctl), this process{scipy_text}: {'; '.join(blas_info())}. "
         f"Environment: {blas_env_text()}.")
     if torch_worker is not None:
         out(f"PyTorch worker (threadpoolctl): {'; '.join(torch_worker.hello['blas'])}.")
