@@ -47,16 +47,16 @@ class Callback:
         self.model = model
 
     def on_train_begin(self, logs=None):
-        pass
+        """Called once before the first epoch; a subclass overrides what it needs."""
 
     def on_epoch_begin(self, epoch, logs=None):
-        pass
+        """Called before each epoch (counted from 0)."""
 
     def on_epoch_end(self, epoch, logs=None):
-        pass
+        """Called after each epoch, with its logs (loss, metrics, val_ metrics)."""
 
     def on_train_end(self, logs=None):
-        pass
+        """Called once after the last epoch."""
 
 
 # ---- shared helpers ----------------------------------------------------------------------------
@@ -402,8 +402,7 @@ class CSVLogger(Callback):
         self.keys = None
         self._has_header = False
         if not self.append:
-            with open(self.path, "w", newline="", encoding="utf-8"):
-                pass
+            open(self.path, "w", encoding="utf-8").close()  # a fresh, empty log
             return
         try:
             with open(self.path, newline="", encoding="utf-8") as f:

@@ -60,6 +60,7 @@ size. One cost grows with the file rather than being bounded apart from it:
 entry of 46 bytes or more) before the member list can be checked.
 """
 import collections
+import contextlib
 import dataclasses
 import errno
 import io
@@ -235,10 +236,8 @@ def write_atomically(target, write):
             os.fsync(f.fileno())
         os.replace(tmp, target)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):  # the temporary may be gone already
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
     _sync_folder(folder)
 
@@ -274,13 +273,11 @@ def _umask():
     other's 0, but another thread creating a file in that instant would create
     it with umask 0.
     """
-    try:
+    with contextlib.suppress(OSError, ValueError, IndexError):  # else: set it and set it back
         with open(_PROC_STATUS) as f:
             for line in f:
                 if line.startswith("Umask:"):
                     return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
     with _umask_lock:
         mask = os.umask(0)
         os.umask(mask)
@@ -321,7 +318,7 @@ def _remove_stale_temporaries(folder, name):
             if match and not _alive(int(match.group(1))) and entry.is_file(follow_symlinks=False):
                 os.unlink(entry.path)
         except OSError:
-            pass
+            continue  # another writer removed it, or it is not ours to remove: leave it
 
 
 def _alive(pid):
