@@ -14,8 +14,9 @@ of ``nnumba.backends.reference``.
 from . import callbacks, data, diagnostics, initializers, layers, losses, metrics, optim, schedules
 from .errors import NonFiniteError
 from .history import History
-from .layers import (AvgPool1D, BatchNorm, Conv1D, Dense, Dropout, Flatten, GlobalAvgPool1D, Identity,
-                     LeakyReLU, MaxPool1D, ReLU, Residual, Sigmoid, Tanh)
+from .layers import (GRU, LSTM, AvgPool1D, BatchNorm, Bidirectional, Conv1D, Dense, Dropout, Flatten,
+                     GlobalAvgPool1D, Identity, LeakyReLU, MaxPool1D, ReLU, Residual, Sigmoid,
+                     SimpleRNN, Tanh)
 from .model import Sequential
 from .persistence import load
 
@@ -34,7 +35,7 @@ def __getattr__(name):
 __all__ = [
     "Sequential", "Dense", "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "Identity",
     "Conv1D", "MaxPool1D", "AvgPool1D", "GlobalAvgPool1D", "Flatten", "Dropout", "BatchNorm",
-    "Residual", "layers",
+    "Residual", "SimpleRNN", "LSTM", "GRU", "Bidirectional", "layers",
     "losses", "optim", "data", "diagnostics", "initializers", "callbacks", "schedules", "metrics",
     "load", "History", "NonFiniteError",
 ]

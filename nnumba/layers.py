@@ -25,7 +25,8 @@ from .initializers import INITIALIZERS
 
 class Param:
     """One parameter tensor of a layer: ``name`` ("W", "b", "gamma", ...), ``shape``,
-    ``init`` ("weights": drawn by the layer's initialiser; "zeros"; "ones") and
+    ``init`` ("weights": drawn by the layer's initialiser; "zeros"; "ones"; "uniform":
+    U(-a, a) with a the layer's ``uniform_limit()``) and
     ``decay`` (whether an optimizer's weight_decay applies: weights yes, biases and
     normalisation parameters no, as is usual)."""
 
@@ -44,6 +45,16 @@ def _sequence(layer, shape):
                          f"layer gives {_shape_text(shape)} values: give the model "
                          f"input_shape=(steps, channels), or reorder the layers")
     return shape
+
+
+def _check_init(init):
+    """init is None, a callable or the name of an initialiser."""
+    if init is not None and not callable(init):
+        if not isinstance(init, str):
+            raise TypeError(f"init must be a name, a callable or None, got {type(init).__name__}")
+        if init not in INITIALIZERS:
+            raise ValueError(f"unknown initialiser init={init!r}: expected one of "
+                             f"{', '.join(map(repr, INITIALIZERS))} or a callable")
 
 
 class Layer(ABC):
@@ -86,12 +97,7 @@ class Dense(Layer):
         self.in_features = _checks.integer(in_features, "in_features", minimum=1)
         self.out_features = _checks.integer(out_features, "out_features", minimum=1)
         self.bias = _checks.boolean(bias, "bias")
-        if init is not None and not callable(init):
-            if not isinstance(init, str):
-                raise TypeError(f"init must be a name, a callable or None, got {type(init).__name__}")
-            if init not in INITIALIZERS:
-                raise ValueError(f"unknown initialiser init={init!r}: expected one of "
-                                 f"{', '.join(map(repr, INITIALIZERS))} or a callable")
+        _check_init(init)
         self.init = init
 
     def __repr__(self):
@@ -119,9 +125,9 @@ class Dense(Layer):
         """(fan_in, fan_out) of W, the shape the initialisers draw."""
         return self.in_features, self.out_features
 
-    def initial_weights(self, init_name, rng):
+    def initial_weights(self, init_name, rng, spec=None):
         """W drawn with ``self.init``, or with ``init_name`` when that is None, as a
-        (fan_in, fan_out) float64 array (``fans``)."""
+        (fan_in, fan_out) float64 array (``fans``; ``spec``, the Param, is not needed)."""
         init = self.init if self.init is not None else init_name
         fn = INITIALIZERS[init] if isinstance(init, str) else init
         fan_in, fan_out = self.fans()
@@ -368,10 +374,167 @@ class Residual(Layer):
         return {"type": "Residual", "layers": [layer.config() for layer in self.layers]}
 
 
+class _Recurrent(Layer):
+    """Base of the recurrent layers over (steps, features) input: ``in_features`` inputs
+    and ``units`` hidden units per step, PyTorch's equations and gate order
+    (``backends.reference.recurrent`` has them), zero initial states.
+
+    Parameters, with G the number of gate blocks (SimpleRNN 1, LSTM 4, GRU 3):
+    W_ih (in_features, G units), W_hh (units, G units), b_ih and b_hh (G units):
+    torch's weight_ih_l0.T, weight_hh_l0.T, bias_ih_l0, bias_hh_l0. All four start
+    uniform in +-1/sqrt(units), torch's default; ``init`` (a name or callable, as
+    for Dense) draws W_ih and W_hh instead, with fans (in_features, G units) and
+    (units, G units), the biases then starting at zero.
+
+    ``return_sequences``: output h at every step, (steps, units), or (False) the
+    last state only, (units,).
+    """
+
+    gates = 1
+
+    def __init__(self, in_features, units, return_sequences=False, init=None):
+        self.in_features = _checks.integer(in_features, "in_features", minimum=1)
+        self.units = _checks.integer(units, "units", minimum=1)
+        self.return_sequences = _checks.boolean(return_sequences, "return_sequences")
+        _check_init(init)
+        self.init = init
+
+    def _args(self):
+        return f"{self.in_features}, {self.units}"
+
+    def __repr__(self):
+        extra = ", return_sequences=True" if self.return_sequences else ""
+        if self.init is not None:
+            extra += f", init={self.init!r}"
+        return f"{type(self).__name__}({self._args()}{extra})"
+
+    def output_shape(self, shape):
+        if len(shape) != 2:
+            raise ValueError(f"{self!r} needs (steps, features) input per sample, but the previous "
+                             f"layer gives {_shape_text(shape)} values: give the model "
+                             f"input_shape=(steps, features), or reorder the layers")
+        steps, features = shape
+        if features != self.in_features:
+            raise ValueError(f"{type(self).__name__}({self._args()}) expects {self.in_features} "
+                             f"feature{'s' * (self.in_features != 1)} per step but the input has "
+                             f"{features}")
+        return (steps, self.units) if self.return_sequences else (self.units,)
+
+    def parameters(self, shape):
+        g = self.gates * self.units
+        init = "weights" if self.init is not None else "uniform"
+        bias = "zeros" if self.init is not None else "uniform"
+        return [Param("W_ih", (self.in_features, g), init, True),
+                Param("W_hh", (self.units, g), init, True),
+                Param("b_ih", (g,), bias, False), Param("b_hh", (g,), bias, False)]
+
+    def uniform_limit(self):
+        """torch's default: every parameter uniform in +-1/sqrt(units)."""
+        return 1.0 / np.sqrt(self.units)
+
+    def initial_weights(self, init_name, rng, spec):
+        """W_ih or W_hh (``spec``) drawn with ``self.init``, float64."""
+        fn = INITIALIZERS[self.init] if isinstance(self.init, str) else self.init
+        w = np.asarray(fn(spec.shape[0], spec.shape[1], rng), dtype=np.float64)
+        if w.shape != spec.shape:
+            raise ValueError(f"init of {self!r} returned shape {w.shape} for {spec.name}, "
+                             f"expected {spec.shape}")
+        _checks.finite(w, f"the weights drawn by init of {self!r}")
+        return w
+
+    def config(self):
+        init = self.init if self.init is None or isinstance(self.init, str) else "custom"
+        return {"type": type(self).__name__, "in_features": self.in_features, "units": self.units,
+                "return_sequences": self.return_sequences, "init": init}
+
+
+class SimpleRNN(_Recurrent):
+    """h_t = f(x_t W_ih + b_ih + h_{t-1} W_hh + b_hh), f = tanh or relu (torch.nn.RNN).
+
+    Backpropagation through time multiplies the gradient by one Jacobian
+    diag(f'(a_t)) W_hh^T per step, so it shrinks or grows geometrically with
+    the distance from the loss: the classic vanishing and exploding gradients.
+    """
+
+    gates = 1
+    kind_name = "simple_rnn"  # its name in the statistics: simple_rnn_0, ...
+
+    def __init__(self, in_features, units, activation="tanh", return_sequences=False, init=None):
+        if activation not in ("tanh", "relu"):
+            raise ValueError(f"activation must be 'tanh' or 'relu' (as torch.nn.RNN), got "
+                             f"{activation!r}")
+        self.activation = activation
+        super().__init__(in_features, units, return_sequences, init)
+
+    def _args(self):
+        extra = "" if self.activation == "tanh" else ", activation='relu'"
+        return f"{self.in_features}, {self.units}{extra}"
+
+    @property
+    def code(self):
+        return codes.TANH if self.activation == "tanh" else codes.RELU
+
+    def config(self):
+        return {**super().config(), "activation": self.activation}
+
+
+class LSTM(_Recurrent):
+    """Long short-term memory (torch.nn.LSTM; gates i, f, g, o):
+    c_t = f * c_{t-1} + i * g,  h_t = o * tanh(c_t).
+
+    The cell state's path is additive: dL/dc_{t-1} = f * dL/dc_t + ..., with no
+    weight matrix and no squashing derivative on it, so with forget gates near 1
+    the gradient reaches early steps undiminished (the remedy for vanishing
+    gradients through time).
+    """
+
+    gates = 4
+
+
+class GRU(_Recurrent):
+    """Gated recurrent unit (torch.nn.GRU; gates r, z, n, the reset applied to the
+    hidden product): h_t = (1 - z) * n + z * h_{t-1}."""
+
+    gates = 3
+
+
+RECURRENT = (SimpleRNN, LSTM, GRU)
+
+
+class Bidirectional(Layer):
+    """Runs ``layer`` (a SimpleRNN, LSTM or GRU) forwards and a copy of it backwards over
+    the steps, and concatenates the two per step (``merge="concat"``, the Keras and
+    torch default): output (steps, 2 units) with ``return_sequences``, else (2 units,),
+    the forward layer's last state then the backward one's (its state at step 0). The
+    two directions have their own parameters, forward's first (torch's ``_reverse``
+    weights are the second set)."""
+
+    def __init__(self, layer, merge="concat"):
+        if not isinstance(layer, RECURRENT):
+            raise TypeError(f"Bidirectional wraps a recurrent layer (SimpleRNN, LSTM or GRU), got "
+                            f"{layer!r}")
+        if merge != "concat":
+            raise ValueError(f"merge must be 'concat' (the per-step concatenation of both "
+                             f"directions), got {merge!r}")
+        self.layer, self.merge = layer, merge
+        self.backward_layer = layer_from_config(layer.config())
+        self.backward_layer.init = layer.init
+
+    def __repr__(self):
+        return f"Bidirectional({self.layer!r})"
+
+    def output_shape(self, shape):
+        inner = self.layer.output_shape(shape)
+        return inner[:-1] + (2 * inner[-1],)
+
+    def config(self):
+        return {"type": "Bidirectional", "layer": self.layer.config(), "merge": self.merge}
+
+
 LAYERS = {cls.__name__: cls for cls in (Dense, Identity, Sigmoid, Tanh, ReLU, LeakyReLU, Conv1D,
                                         MaxPool1D, AvgPool1D, GlobalAvgPool1D, Flatten, Dropout,
-                                        BatchNorm, Residual)}
-PARAMETERISED = (Dense, BatchNorm)  # the kinds whose gradients are reported per layer
+                                        BatchNorm, Residual, SimpleRNN, LSTM, GRU, Bidirectional)}
+PARAMETERISED = (Dense, BatchNorm, SimpleRNN, LSTM, GRU)  # the kinds whose gradients are reported per layer
 
 
 def layer_from_config(config):
@@ -385,4 +548,9 @@ def layer_from_config(config):
         if not isinstance(kwargs.get("layers"), list):
             raise ValueError(f"not a layer description: {config!r}")
         kwargs["layers"] = [layer_from_config(c) for c in kwargs["layers"]]
+    if config["type"] == "Bidirectional":
+        inner = kwargs.get("layer")
+        if not isinstance(inner, dict) or inner.get("type") not in ("SimpleRNN", "LSTM", "GRU"):
+            raise ValueError(f"not a layer description: {config!r}")
+        kwargs["layer"] = layer_from_config(inner)
     return LAYERS[config["type"]](**kwargs)

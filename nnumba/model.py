@@ -20,7 +20,7 @@ from .data import batch_sizes, iterations_per_epoch
 from .errors import NonFiniteError
 from . import metrics as metrics_
 from .history import History
-from .layers import Sigmoid, Tanh
+from .layers import RECURRENT, Sigmoid, Tanh
 from .loops import EVAL, TRAIN, announce_compile, loop_for
 from .losses import get_loss
 from .optim import get_optimizer
@@ -133,9 +133,12 @@ class Sequential:
         host = np.zeros(plan.n_params, np.float64)
         for (layer, spec, default_init), view in zip(plan.param_specs, plan.split(host)):
             if spec.init == "weights":
-                w = layer.initial_weights(default_init, init_rng)
+                w = layer.initial_weights(default_init, init_rng, spec)
                 view[...] = _checks.finite_as(w, f"the weights drawn by init of {layer!r}",
                                               self.dtype).reshape(view.shape)
+            elif spec.init == "uniform":
+                limit = layer.uniform_limit()
+                view[...] = init_rng.uniform(-limit, limit, size=view.shape)
             elif spec.init == "ones":
                 view[...] = 1.0
         buffers = np.zeros(plan.n_buffers)
@@ -263,7 +266,16 @@ class Sequential:
             raise ValueError(f"{name} must be a 3-D array (samples, steps, channels) for this model, "
                              f"whose input is (steps={shape[0]}, channels={shape[1]}); got shape "
                              f"{np.shape(X)}")
+        if X.shape[1] == 0:
+            raise ValueError(f"{name} holds sequences of length 0: the model needs {shape[0]} steps "
+                             f"(input_shape={shape})")
         if tuple(X.shape[1:]) != shape:
+            first = self.layers[0]
+            first = getattr(first, "layer", first)  # a Bidirectional layer: the one it wraps
+            if X.shape[2] != shape[1] and isinstance(first, RECURRENT):
+                raise ValueError(f"{type(first).__name__}({first.in_features}, {first.units}) "
+                                 f"expects {shape[1]} features per step but {name} has "
+                                 f"{X.shape[2]}")
             what = f"{self.layers[0]!r} expects {shape[1]} channels" if X.shape[2] != shape[1] \
                 else f"the model expects {shape[0]} steps"
             raise ValueError(f"{name} has {X.shape[1]} steps of {X.shape[2]} channels, but {what} "

@@ -26,12 +26,14 @@ then b), layer after layer.
 import numpy as np
 
 from .backends import codes
-from .layers import (Activation, AvgPool1D, BatchNorm, Conv1D, Dense, Dropout, Flatten,
-                     GlobalAvgPool1D, Layer, MaxPool1D, Residual)
+from .backends.reference.recurrent import cache_width, scratch_width
+from .layers import (GRU, LSTM, RECURRENT, Activation, AvgPool1D, BatchNorm, Bidirectional, Conv1D,
+                     Dense, Dropout, Flatten, GlobalAvgPool1D, Layer, MaxPool1D, Residual, SimpleRNN)
 
 _KINDS = {Dense: codes.OP_DENSE, Conv1D: codes.OP_CONV1D, MaxPool1D: codes.OP_MAXPOOL1D,
           AvgPool1D: codes.OP_AVGPOOL1D, GlobalAvgPool1D: codes.OP_GLOBAL_AVGPOOL1D,
-          Dropout: codes.OP_DROPOUT, BatchNorm: codes.OP_BATCHNORM}
+          Dropout: codes.OP_DROPOUT, BatchNorm: codes.OP_BATCHNORM,
+          SimpleRNN: codes.OP_SIMPLE_RNN, LSTM: codes.OP_LSTM, GRU: codes.OP_GRU}
 
 
 class Plan:
@@ -134,17 +136,21 @@ class Plan:
         self._fops.append(fop)
         return out
 
-    def _parameters(self, layer, shape, default_init):
-        """Lay out the layer's parameters and give them segments of the last op."""
+    def _parameters(self, layer, shape, default_init, name=None):
+        """Lay out the layer's parameters and give them segments of the last op (the
+        first segment in OP_W_SEG, the last in OP_B_SEG; a recurrent op's four are
+        consecutive). ``name``: the layer's name in the statistics, if not counted."""
         op = len(self._ops) - 1
         specs = layer.parameters(shape)
         if not specs:
             return
-        name = type(layer).__name__.lower()
-        index = self._counts.get(name, 0)
-        self._counts[name] = index + 1
+        if name is None:
+            kind = getattr(layer, "kind_name", type(layer).__name__.lower())
+            index = self._counts.get(kind, 0)
+            self._counts[kind] = index + 1
+            name = f"{kind}_{index}"
         norm_col = len(self.layer_names)
-        self.layer_names.append(f"{name}_{index}")
+        self.layer_names.append(name)
         k = len(self.weight_layers)
         for j, spec in enumerate(specs):
             seg = len(self._segs)
@@ -214,12 +220,41 @@ class Plan:
                 self._ops[begin][codes.OP_SKIP] = out
                 region = out
                 i += 1
+            elif isinstance(layer, (*RECURRENT, Bidirectional)):
+                region = self._recurrent(layer, region, shape, out_shape)
+                i += 1
             elif isinstance(layer, Flatten):
                 i += 1
             else:
                 raise TypeError(f"{layer!r} is not a layer kind that nnumba can compile")
             shape = out_shape
         return region, shape
+
+    def _recurrent(self, layer, region, shape, out_shape):
+        """One op per direction (two for a Bidirectional layer, which share the output
+        row: the forward units at channel 0, the backward ones at channel U; the second
+        op's backward pass writes dL/dx, the first adds to it)."""
+        directions = [layer] if isinstance(layer, RECURRENT) else [layer.layer, layer.backward_layer]
+        steps, features = shape
+        out, name = None, None
+        if len(directions) == 2:
+            index = self._counts.get("bidirectional", 0)
+            self._counts["bidirectional"] = index + 1
+            name = f"bidirectional_{index}"
+        for d, cell in enumerate(directions):
+            kind, units = _KINDS[type(cell)], cell.units
+            out = self._op(kind, region, shape, out_shape, out=out,
+                           act=cell.code if kind == codes.OP_SIMPLE_RNN else codes.IDENTITY,
+                           cache=cache_width(kind, steps, features, units),
+                           scratch=scratch_width(kind, steps, features, units))
+            row = self._ops[-1]
+            row[codes.OP_UNITS], row[codes.OP_REVERSE] = units, d
+            row[codes.OP_SEQUENCES] = int(cell.return_sequences)
+            row[codes.OP_OUT_OFFSET] = d * units
+            row[codes.OP_DX_ADD] = int(d == 0 and len(directions) == 2)
+            self._parameters(cell, shape, None,
+                             None if name is None else f"{name}_{('forward', 'backward')[d]}")
+        return out
 
     def _mlp_blocks(self, layers):
         """The block table of the specialised MLP loop (see ``codes``: HAS_DENSE ...)."""
@@ -292,6 +327,11 @@ def _input_shape(layers, input_shape):
     for layer in layers:
         if type(layer) is Dense:
             return (layer.in_features,)
+        if isinstance(layer, (*RECURRENT, Bidirectional)):
+            inner = layer if isinstance(layer, RECURRENT) else layer.layer
+            raise ValueError(f"the first layer, {layer!r}, fixes the features per step but not the "
+                             f"number of steps: give input_shape=(steps, {inner.in_features}), e.g. "
+                             f"Sequential(layers, input_shape=(40, {inner.in_features}))")
         if isinstance(layer, (Conv1D, MaxPool1D, AvgPool1D, GlobalAvgPool1D, Flatten, Residual)):
             break
     if not any(isinstance(layer, Dense) for layer in layers):

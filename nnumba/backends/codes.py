@@ -41,10 +41,15 @@ OP_DROPOUT = 7         # rate in the fops column FOP_RATE; the identity outside 
 OP_BATCHNORM = 8       # xhat and 1 / std in the float cache; running statistics in buffers
 OP_RESIDUAL_BEGIN = 9  # no data: its output is its input; backward adds the skip's gradient
 OP_RESIDUAL_ADD = 10   # y = (inner output) + (the begin's input)
+OP_SIMPLE_RNN = 11     # recurrent kinds (``backends.reference.recurrent``): input projections of
+OP_LSTM = 12           # all steps in one product, the time loop inside the kernel, the states
+OP_GRU = 13            # and gates of every step in the float cache for BPTT
+RECURRENT_KINDS = (OP_SIMPLE_RNN, OP_LSTM, OP_GRU)
 OP_NAMES = {OP_DENSE: "dense", OP_ACTIVATION: "activation", OP_CONV1D: "conv1d",
             OP_MAXPOOL1D: "maxpool1d", OP_AVGPOOL1D: "avgpool1d",
             OP_GLOBAL_AVGPOOL1D: "global_avgpool1d", OP_DROPOUT: "dropout",
-            OP_BATCHNORM: "batchnorm", OP_RESIDUAL_BEGIN: "residual", OP_RESIDUAL_ADD: "add"}
+            OP_BATCHNORM: "batchnorm", OP_RESIDUAL_BEGIN: "residual", OP_RESIDUAL_ADD: "add",
+            OP_SIMPLE_RNN: "simple_rnn", OP_LSTM: "lstm", OP_GRU: "gru"}
 
 # columns of the op table (int64, one row per op). Regions are per-row column offsets:
 # for a workspace of `rows` rows, a region starting at column `off` holds its n rows
@@ -68,7 +73,13 @@ OP_CACHE = 15       # float cache region (per-row columns), -1 if none
 OP_ICACHE = 16      # int cache region, -1 if none
 OP_BUF = 17         # offset of its running statistics in the buffers vector, -1 if none
 OP_SKIP = 18        # residual begin: the matching add's output region; add: the skip region
-OP_N_COLS = 19
+OP_UNITS = 19       # recurrent: hidden units U (OP_CH_OUT is the output row's channels: 2U
+                    # for the two directions of a Bidirectional layer, which share the region)
+OP_REVERSE = 20     # recurrent: 1 runs the steps last to first (a Bidirectional's second op)
+OP_SEQUENCES = 21   # recurrent: 1 outputs h at every step, 0 only the last state
+OP_OUT_OFFSET = 22  # recurrent: the channel at which its units start in the output row
+OP_DX_ADD = 23      # 1 adds dL/d(input) into the input region instead of writing it
+OP_N_COLS = 24
 
 # columns of the float64 op table
 FOP_ALPHA = 0       # LeakyReLU slope of the op's activation

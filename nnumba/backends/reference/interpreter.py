@@ -5,7 +5,7 @@ columns in ``codes``) computes; the cpu backend's ``interpreter`` is the same
 loop as one @njit function. The loop itself only picks kernels and views: it
 is written once for any backend whose kernel modules ``k`` (an object with
 attributes ``dense``, ``activations``, ``conv1d``, ``pool1d``, ``dropout``,
-``batchnorm``, ``elementwise``, ``losses``, ``gradients``, ``optim`` and
+``batchnorm``, ``elementwise``, ``recurrent``, ``losses``, ``gradients``, ``optim`` and
 ``memory``) take that backend's arrays, so the reference backend (NumPy
 kernels) and the cuda backend (device kernels, one launch per op) share it.
 
@@ -29,7 +29,8 @@ op i at step t is a hash of (seed, t, i, row, element): no state to keep.
 
 Backward: op i reads dL/d(output) from its output region of ``deltas`` and
 writes dL/d(input) into its input region (not at all when the input is the
-batch). A residual add copies its gradient to the inner output; the matching
+batch; added to it where OP_DX_ADD says so: the first of a Bidirectional
+layer's two ops, which read the same input). A residual add copies its gradient to the inner output; the matching
 begin op, reached last, adds the add's gradient (still intact) to what the
 inner ops wrote for the block's input.
 """
@@ -43,7 +44,7 @@ from .. import codes as c
 from ..bundles import Data, Program, Step, Workspace  # noqa: F401 (the loop's bundles)
 
 KERNEL_MODULES = ("dense", "activations", "conv1d", "pool1d", "dropout", "batchnorm", "elementwise",
-                  "losses", "gradients", "optim", "memory", "network")
+                  "recurrent", "losses", "gradients", "optim", "memory", "network")
 
 
 @functools.lru_cache(maxsize=None)
@@ -101,6 +102,25 @@ def _bn_cache(ws, row, rows, n):
     start = rows * int(row[c.OP_CACHE])
     xhat = ws.cache[start:start + n * size].reshape(n * size // ch, ch)
     return xhat, ws.cache[start + rows * size:start + rows * size + ch]
+
+
+def _recurrent_params(flat, segs, row):
+    """A recurrent op's W_ih, W_hh, b_ih, b_hh (four consecutive segments)."""
+    s, cols = int(row[c.OP_W_SEG]), int(segs[int(row[c.OP_W_SEG]) + 2, c.SEG_LEN])
+    return matrix(flat, segs, s, cols), matrix(flat, segs, s + 1, cols), segment(flat, segs, s + 2), \
+        segment(flat, segs, s + 3)
+
+
+def recurrent_cache(ws, row, rows):
+    """A recurrent op's float cache: from its region's start on (the kernels lay out
+    their n rows' steps there, ``reference.recurrent``)."""
+    return ws.cache[rows * int(row[c.OP_CACHE]):]
+
+
+def _recurrent_geometry(row):
+    """steps, features, units, reverse, sequences, out_offset, out_channels."""
+    return tuple(int(row[col]) for col in (c.OP_STEPS_IN, c.OP_CH_IN, c.OP_UNITS, c.OP_REVERSE,
+                                           c.OP_SEQUENCES, c.OP_OUT_OFFSET, c.OP_CH_OUT))
 
 
 def _bn_statistics(k, row, ws, buffers, mode):
@@ -168,6 +188,9 @@ def forward(plan, params, buffers, x, ws, mode, seed, t, k=None):
             skip = x if row[c.OP_SKIP] < 0 else region(ws.acts, row[c.OP_SKIP], rows, n,
                                                        int(row[c.OP_OUT_SIZE]))
             k.elementwise.add(inp, skip, out)
+        elif kind in c.RECURRENT_KINDS:
+            k.recurrent.recurrent_forward(kind, act, inp, *_recurrent_params(params, segs, row),
+                                          recurrent_cache(ws, row, rows), out, *_recurrent_geometry(row))
         # OP_RESIDUAL_BEGIN: no data (its output region is its input's)
 
 
@@ -239,6 +262,12 @@ def backward(plan, params, grads, x, ws, seed, t, k=None):
                                            segment(grads, segs, row[c.OP_B_SEG]))
         elif kind == c.OP_RESIDUAL_ADD:
             k.elementwise.copy(dy, dinp)  # to the inner output; the skip's share: at the begin op
+        elif kind in c.RECURRENT_KINDS:
+            w_ih, w_hh, _, _ = _recurrent_params(params, segs, row)
+            k.recurrent.recurrent_backward(kind, act, w_ih, w_hh, recurrent_cache(ws, row, rows), dy,
+                                           *_recurrent_params(grads, segs, row), ws.scratch,
+                                           dinp if has_dx else dinp[:0], int(row[c.OP_DX_ADD]),
+                                           *_recurrent_geometry(row))
 
 
 def output_view(plan, buf, rows, n):
