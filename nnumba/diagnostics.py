@@ -28,6 +28,19 @@ This module measures it:
 - ``compare_initializers(layers, X, y)``: the same network under several
   initialisers, each reported before training and trained for a few epochs.
 
+Through time, in a recurrent network, back-propagation multiplies one Jacobian
+per step instead of per layer: dL/dh_{t-1} = dL/dh_t diag(f'(a_t)) W_hh^T for
+a SimpleRNN, so the gradient reaching step t from a loss at the last step T
+shrinks (or grows) like a power of the distance T - t. The LSTM's cell state
+adds instead of multiplying by W_hh: dL/dc_{t-1} = f_t * dL/dc_t + ..., which
+stays alive while the forget gates f_t are near 1.
+
+- ``gradients_through_time(model, X, y)``: ||dL/dh_t|| for every step t of each
+  recurrent layer (``GradientsThroughTime``);
+- ``gradient_report`` adds, for each recurrent layer, the ratio of the gradient
+  norm at the first processed step to the one at the last, and flags vanishing
+  (or exploding) through time with the same thresholds.
+
 ``fit(..., record_grad_norms="iteration")`` records every iteration's per-layer
 norms (``History.grad_norms_per_iteration``); per-epoch means are always in
 ``History.grad_norms``. Remedies: ReLU instead of sigmoid, He or Xavier
@@ -37,6 +50,7 @@ initialisation (``Dense(init=...)``), and clipping (``clip_grad_norm`` /
 import numpy as np
 
 from .backends import codes
+from .backends.reference.recurrent import cache_views
 from .layers import Dense
 
 # ||dW_first|| / ||dW_last|| below this: the first layer gets at least 100 times
@@ -79,22 +93,90 @@ def gradient_norms(model, X, y):
     return GradientNorms(plan.layer_names, weight, bias)
 
 
+class GradientsThroughTime:
+    """``norms[name]``: ||dL/dh_t|| for t = 0 .. T-1 (time order) of each recurrent layer
+    (both directions of a Bidirectional layer: ``..._forward``, ``..._backward``), the
+    Frobenius norm over the batch and the units of the mean loss's gradient with respect
+    to the layer's hidden state at step t, all paths included. ``reverse[name]`` says
+    the layer runs from the last step to the first. ``ratio(name)``: the norm at the
+    first step the layer processes over the norm at its last (with a loss at the end,
+    how much of the gradient survives the whole sequence)."""
+
+    def __init__(self, norms, reverse):
+        self.norms = {k: np.asarray(v, dtype=np.float64) for k, v in norms.items()}
+        self.reverse = dict(reverse)
+
+    @property
+    def layers(self):
+        return list(self.norms)
+
+    def ratio(self, name):
+        norms = self.norms[name][::-1] if self.reverse[name] else self.norms[name]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return float(norms[0] / norms[-1])
+
+    def __getitem__(self, name):
+        return self.norms[name]
+
+    def __repr__(self):
+        pairs = ", ".join(f"{k}: {len(v)} steps, first/last {self.ratio(k):.3g}"
+                          for k, v in self.norms.items())
+        return f"GradientsThroughTime({pairs})"
+
+
+def gradients_through_time(model, X, y):
+    """||dL/dh_t|| at every step t of each recurrent layer of ``model``, for the mean loss
+    over (X, y) (training-mode forward, nothing updated): a ``GradientsThroughTime``."""
+    plan = model.plan
+    ops = [i for i in range(plan.ops.shape[0]) if plan.ops[i, codes.OP_KIND] in codes.RECURRENT_KINDS]
+    if not ops:
+        raise ValueError("gradients_through_time needs a recurrent layer (SimpleRNN, LSTM, GRU or "
+                         "Bidirectional); the model has none")
+    memory = model._backend.memory
+
+    def read(ws):
+        return ws.rows, np.asarray(memory.to_host(ws.bundle.cache), dtype=np.float64)
+
+    _, (rows, cache) = model._backward_pass(X, y, "gradients_through_time", read)
+    n = len(X)
+    norms, reverse = {}, {}
+    for i in ops:
+        row = plan.ops[i]
+        kind, steps, features, units = (int(row[col]) for col in (
+            codes.OP_KIND, codes.OP_STEPS_IN, codes.OP_CH_IN, codes.OP_UNITS))
+        dhidden = cache_views(kind, cache[rows * int(row[codes.OP_CACHE]):], n, steps, features,
+                              units)[4]
+        per_step = np.sqrt(np.sum(dhidden * dhidden, axis=(1, 2)))  # processing order
+        name = plan.layer_names[int(plan.segs[int(row[codes.OP_W_SEG]), codes.SEG_NORM])]
+        reverse[name] = bool(row[codes.OP_REVERSE])
+        norms[name] = per_step[::-1] if reverse[name] else per_step
+    return GradientsThroughTime(norms, reverse)
+
+
 class GradientReport:
     """The diagnosis of a network's gradients; see the module docstring.
 
     Attributes: ``norms`` (GradientNorms), ``ratio`` (||dW_first|| / ||dW_last||),
     ``bias_ratio`` (||db_first|| / ||db_last||, NaN unless both layers have a
-    bias), ``status`` ("vanishing", "exploding" or "healthy"), ``thresholds``.
+    bias), ``through_time`` (GradientsThroughTime of the recurrent layers, or None)
+    and ``time_ratios`` ({recurrent layer: first-to-last step ratio}), ``status``
+    ("vanishing", "exploding" or "healthy", over the layers and through time),
+    ``thresholds``.
     """
 
-    def __init__(self, norms, vanishing_ratio=VANISHING_RATIO, exploding_ratio=EXPLODING_RATIO):
+    def __init__(self, norms, vanishing_ratio=VANISHING_RATIO, exploding_ratio=EXPLODING_RATIO,
+                 through_time=None):
         self.norms = norms
         self.thresholds = (vanishing_ratio, exploding_ratio)
+        self.through_time = through_time
+        self.time_ratios = {} if through_time is None else \
+            {name: through_time.ratio(name) for name in through_time.layers}
         w, b = norms.weight, norms.bias
         with np.errstate(divide="ignore", invalid="ignore"):
             self.ratio = float(w[0] / w[-1])
             self.bias_ratio = float(b[0] / b[-1])
-        ratios = [r for r in (self.ratio, self.bias_ratio) if not np.isnan(r)]
+        ratios = [r for r in (self.ratio, self.bias_ratio, *self.time_ratios.values())
+                  if not np.isnan(r)]
         finite = bool(np.all(np.isfinite(w)) and np.all(np.isfinite(b[~np.isnan(b)])))
         if not finite or not ratios or max(ratios) > exploding_ratio:
             self.status = "exploding"
@@ -112,13 +194,17 @@ class GradientReport:
         return self.status == "exploding"
 
     def __str__(self):
-        lines = [f"{'layer':<10}{'||dW||':>12}{'||db||':>12}"]
+        width = max([10] + [len(name) + 2 for name in self.norms.layers])
+        lines = [f"{'layer':<{width}}{'||dW||':>12}{'||db||':>12}"]
         for name, w, b in zip(self.norms.layers, self.norms.weight, self.norms.bias):
-            lines.append(f"{name:<10}{w:>12.3e}{b:>12.3e}")
+            lines.append(f"{name:<{width}}{w:>12.3e}{b:>12.3e}")
+        for name, ratio in self.time_ratios.items():
+            lines.append(f"{name}: ||dL/dh|| at its first step / at its last step = {ratio:.3e} "
+                         f"(over {len(self.through_time[name])} steps)")
         low, high = self.thresholds
         lines.append(f"first/last gradient ratio: weights {self.ratio:.3e}, biases {self.bias_ratio:.3e}"
                      f" -> {self.status} (vanishing below {low:g}, exploding above {high:g} or when "
-                     f"not finite)")
+                     f"not finite{', over the layers and through time' if self.time_ratios else ''})")
         return "\n".join(lines)
 
     def __repr__(self):
@@ -132,7 +218,9 @@ def gradient_report(model, X, y, vanishing_ratio=VANISHING_RATIO, exploding_rati
     if len(model.plan.layer_names) < 2:
         raise ValueError("gradient_report compares the first and last parameterised layers: the "
                          f"model has {len(model.plan.layer_names)}")
-    return GradientReport(gradient_norms(model, X, y), vanishing_ratio, exploding_ratio)
+    recurrent = np.isin(model.plan.ops[:, codes.OP_KIND], codes.RECURRENT_KINDS).any()
+    return GradientReport(gradient_norms(model, X, y), vanishing_ratio, exploding_ratio,
+                          gradients_through_time(model, X, y) if recurrent else None)
 
 
 def compare_initializers(layers, X, y, inits=("normal", "xavier", "he"), loss="cross_entropy",

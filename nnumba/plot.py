@@ -14,6 +14,9 @@ plot call does, and raises an ImportError naming the extra when it is missing.
   the median over layers, the 10th-90th percentile band, and the first and last
   layer: vanishing gradients show as the first layer's curve orders of
   magnitude below the last one's;
+- ``plot_gradients_through_time(result)``: ||dL/dh_t|| against the step t of each
+  recurrent layer (``diagnostics.gradients_through_time``), on a log scale: a
+  SimpleRNN's curve falls geometrically away from the loss, an LSTM's stays flat;
 - ``plot_schedule(schedule, steps)``: a learning-rate schedule over optimizer steps;
 - ``plot_paths(f, paths)``: optimizer paths over the contours of a 2-D function
   (Momentum against RMSprop on an elongated valley, from real runs; see
@@ -450,6 +453,30 @@ def plot_grad_norms(history, smooth=None, view="layers", ax=None, log=True, *, p
     ax.set_yscale("log" if log else "linear")
     ax.set_xlabel("iteration" if per_iteration else "epoch")
     ax.set_ylabel("||dW|| (L2)" if window == 1 else f"||dW|| (L2), moving average of {window}")
+    return ax
+
+
+def plot_gradients_through_time(result, ax=None, label=None, log=True):
+    """||dL/dh_t|| against the step t, one line per recurrent layer.
+
+    ``result``: what ``nn.diagnostics.gradients_through_time`` returns (or a
+    {name: norms per step} dict); ``label`` prefixes each line's name (to overlay
+    several models on one ``ax``). Returns the Axes.
+    """
+    _pyplot()
+    norms = getattr(result, "norms", result)
+    if not isinstance(norms, Mapping) or not norms:
+        raise TypeError("result must be what nn.diagnostics.gradients_through_time returns (or a "
+                        "non-empty {layer name: norms per step} dict)")
+    ax = _axes(ax)
+    for name, values in norms.items():
+        values = np.asarray(values, dtype=np.float64)
+        ax.plot(np.arange(values.shape[0]), values, lw=1.5, marker=".", ms=3,
+                label=name if label is None else f"{label}: {name}")
+    ax.set_yscale("log" if _checks.boolean(log, "log") else "linear")
+    ax.set_xlabel("step t")
+    ax.set_ylabel("||dL/dh_t|| (L2 over batch and units)")
+    ax.legend(fontsize=8)
     return ax
 
 

@@ -188,3 +188,27 @@ def test_default_launch_sizes_on_gpu(path, dtype, monkeypatch):
     np.testing.assert_allclose(h_gpu["loss"], h_cpu["loss"], **tol)
     for a, b in zip(gpu.get_weights(), cpu.get_weights()):
         np.testing.assert_allclose(a, b, **tol)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_recurrent_model_on_cuda_matches_the_reference(dtype, small_launches):
+    """A stacked LSTM -> Bidirectional(GRU) model (the second layer's input gradient, the
+    shared output row of the two directions) on cuda against the numpy reference:
+    gradients, a 2-epoch fit with an uneven last batch, predict."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(7, 5, 2)), rng.integers(0, 3, size=7)
+
+    def build(backend):
+        m = nn.Sequential([nn.LSTM(2, 3, return_sequences=True),
+                           nn.Bidirectional(nn.GRU(3, 2)), nn.Dense(4, 3)],
+                          backend=backend, dtype=dtype, seed=1, input_shape=(5, 2))
+        m.compile("cross_entropy", nn.optim.Adam(lr=0.01))
+        return m
+
+    gpu, ref = build("cuda"), build("numpy")
+    for ga, gb in zip(gpu.gradients(X, y), ref.gradients(X, y)):
+        np.testing.assert_allclose(ga, gb, rtol=rtol(dtype), atol=rtol(dtype) * 1e-2)
+    gpu.fit(X, y, epochs=2, batch_size=3, verbose=0)
+    ref.fit(X, y, epochs=2, batch_size=3, verbose=0)
+    assert_same_weights(gpu, ref, dtype)
+    np.testing.assert_allclose(gpu.predict(X), ref.predict(X), rtol=rtol(dtype), atol=1e-7)

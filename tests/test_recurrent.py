@@ -402,3 +402,74 @@ def test_bad_input_is_refused_with_the_numbers_and_the_model_unchanged():
         nn.Sequential([nn.LSTM(3, 6, return_sequences=True), nn.GRU(4, 5)], input_shape=(5, 3))
     with pytest.raises(ValueError, match=r"needs \(steps, features\) input"):
         nn.Sequential([nn.LSTM(3, 6), nn.GRU(6, 5)], input_shape=(5, 3))
+
+
+# ---- diagnostics through time ------------------------------------------------------------------
+def test_gradients_through_time_is_the_norm_of_dl_dh_t():
+    """Against torch, unrolled by hand so that every h_t is a tensor of its own: the total
+    gradient dL/dh_t (through the later steps and, for return_sequences, directly),
+    for a SimpleRNN and both directions of a Bidirectional one."""
+    steps, n, units = 8, 5, 4
+    for bidirectional, sequences in ((False, False), (True, False), (False, True)):
+        model = network(nn.SimpleRNN, bidirectional, sequences, steps, units=units)
+        X, y = sequences_and_labels(n, steps, seed=9)
+        result = nn.diagnostics.gradients_through_time(model, X, y)
+        weights = [torch.from_numpy(w).requires_grad_(True) for w in model.get_weights()]
+        x = torch.from_numpy(X)
+        directions = 2 if bidirectional else 1
+        states, outputs = [], []
+        for d in range(directions):
+            w_ih, w_hh, b_ih, b_hh = weights[4 * d:4 * d + 4]
+            h = torch.zeros(n, units, dtype=torch.float64)
+            hs = [None] * steps
+            for t in (range(steps - 1, -1, -1) if d else range(steps)):
+                h = torch.tanh(x[:, t] @ w_ih + b_ih + h @ w_hh + b_hh)
+                h.retain_grad()
+                hs[t] = h
+            states.append(hs)
+            outputs.append(torch.stack(hs, 1) if sequences else h)
+        out = torch.cat(outputs, -1).reshape(n, -1) @ weights[-2] + weights[-1]
+        torch.nn.functional.cross_entropy(out, torch.from_numpy(y)).backward()
+        for name, hs in zip(result.layers, states):
+            expected = np.array([np.linalg.norm(h.grad.numpy()) for h in hs])
+            assert record("gradients through time", result[name], expected) <= 1e-10
+        assert result.reverse[result.layers[-1]] == bidirectional
+
+
+def test_gradient_report_flags_vanishing_through_time():
+    """A tanh SimpleRNN with small recurrent weights over 30 steps: the gradient reaching
+    step 0 from a loss at the end is orders of magnitude below the last step's; the
+    report says so, and an LSTM with forget gates biased open keeps it."""
+    steps = 30
+    X, y = sequences_and_labels(16, steps, features=2, seed=10)
+    rnn = nn.Sequential([nn.SimpleRNN(2, 8), nn.Dense(8, 3)], backend="numpy", dtype="float64",
+                        seed=0, input_shape=(steps, 2))
+    rnn.compile("cross_entropy", nn.optim.SGD(lr=0.1))
+    weights = rnn.get_weights()
+    weights[1] *= 0.3  # W_hh: a contraction per step
+    rnn.set_weights(weights)
+    report = nn.diagnostics.gradient_report(rnn, X, y)
+    assert report.status == "vanishing"
+    assert report.time_ratios["simple_rnn_0"] < 1e-6
+    assert "simple_rnn_0: ||dL/dh|| at its first step" in str(report)
+    lstm = nn.Sequential([nn.LSTM(2, 8), nn.Dense(8, 3)], backend="numpy", dtype="float64", seed=0,
+                         input_shape=(steps, 2))
+    lstm.compile("cross_entropy", nn.optim.SGD(lr=0.1))
+    weights = lstm.get_weights()
+    weights[2][8:16] = 5.0  # b_ih of the forget gate: f near 1, the cell path stays open
+    lstm.set_weights(weights)
+    assert nn.diagnostics.gradients_through_time(lstm, X, y).ratio("lstm_0") > 1e3 * \
+        report.time_ratios["simple_rnn_0"]
+
+
+def test_plot_gradients_through_time():
+    pytest.importorskip("matplotlib")
+    import matplotlib
+    matplotlib.use("Agg")
+    model = network(nn.GRU, True, False, 6)
+    X, y = sequences_and_labels(4, 6)
+    ax = nn.plot.plot_gradients_through_time(nn.diagnostics.gradients_through_time(model, X, y))
+    assert len(ax.lines) == 2 and len(ax.lines[0].get_xdata()) == 6
+    assert ax.get_yscale() == "log"
+    with pytest.raises(TypeError, match="gradients_through_time"):
+        nn.plot.plot_gradients_through_time([1, 2])
