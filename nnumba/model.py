@@ -625,14 +625,21 @@ class Sequential:
     def gradients(self, X, y):
         """Gradients of the mean loss over (X, y) with respect to each parameter,
         in ``get_weights()`` order, without updating anything."""
-        self._require_compiled("gradients")
+        host, _ = self._backward_pass(X, y, "gradients")
+        return [g.copy() for g in self.plan.split(host)]
+
+    def _backward_pass(self, X, y, caller, read=None):
+        """One forward and backward pass over (X, y) in training mode, nothing updated:
+        the flat host gradient and ``read(workspace)``, called while the workspace
+        still holds the pass (the diagnostics read the recurrent layers' caches)."""
+        self._require_compiled(caller)
         X, T, labels = self._prepare(X, y)
         x, t, lab = self._upload(X, T, labels)
         grads = self._backend.memory.zeros(self.plan.n_params, self.dtype)  # this call's own
         with self._workspace(X.shape[0]) as ws:
             self._loop.loss_and_gradients(self, grads, x, t, lab, ws, TRAIN)
-        host = self._backend.memory.to_host(grads)
-        return [g.copy() for g in self.plan.split(host)]
+            extra = read(ws) if read is not None else None
+        return self._backend.memory.to_host(grads), extra
 
     # ---- inference -----------------------------------------------------------------------------
     def _chunks(self, n, batch_size):
