@@ -12,6 +12,7 @@ matter in docs/topics.md; the formulas of every kernel are in the docstrings
 of ``nnumba.backends.reference``.
 """
 from . import callbacks, data, diagnostics, initializers, layers, losses, metrics, optim, schedules
+from . import testing  # nn.testing.gradcheck
 from .errors import NonFiniteError
 from .history import History
 from .layers import (GRU, LSTM, AvgPool1D, BatchNorm, Bidirectional, Conv1D, Dense, Dropout, Flatten,

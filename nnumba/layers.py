@@ -189,6 +189,46 @@ class LeakyReLU(Activation):
         return {"type": "LeakyReLU", "alpha": self.alpha}
 
 
+BUILTIN_ACTIVATIONS = (Identity, Sigmoid, Tanh, ReLU, LeakyReLU)
+# what a user might write to define an activation: the compiled loops never call any of it
+_ACTIVATION_METHODS = ("__call__", "call", "forward", "backward", "apply", "f", "df", "value",
+                       "derivative", "gradient", "grad")
+
+
+def check_activation(layer):
+    """Refuse (TypeError) an activation the compiled loops cannot run as written.
+
+    The kernels compute an activation from its integer ``code``; nothing else of
+    the object is read but ``alpha`` and ``he_init``. So a built-in activation is
+    accepted, and a subclass of one that only changes defaults (LeakyReLU's alpha,
+    ``he_init``); refused are a new Activation (no code), a subclass that defines
+    its own function or derivative (which would silently run as the built-in), and
+    one that sets attributes the kernels never read."""
+    cls = type(layer)
+    names = ", ".join(f"nn.{c.__name__}" for c in BUILTIN_ACTIVATIONS)
+    supported = (f"Supported: the built-in activations ({names}), and subclasses of them "
+                 f"that only change their defaults (LeakyReLU's alpha, he_init)")
+    builtin = next((c for c in cls.__mro__ if c in BUILTIN_ACTIVATIONS), None)
+    if builtin is None:
+        raise TypeError(f"{cls.__name__} is not one of nnumba's activations, nor a subclass of "
+                        f"one: the compiled forward and backward passes run only the kernels of "
+                        f"the built-in activations, so {cls.__name__} cannot be compiled. "
+                        f"{supported}. A new activation function cannot be defined by subclassing")
+    user = cls.__mro__[:cls.__mro__.index(builtin)]
+    overridden = [n for n in (*_ACTIVATION_METHODS, "code") if any(n in c.__dict__ for c in user)]
+    if "code" in overridden and layer.code == builtin.code:
+        overridden.remove("code")
+    known = {"he_init", *vars(builtin())}  # (the plan reads he_init; LeakyReLU sets alpha)
+    ignored = sorted(k for k in vars(layer) if not k.startswith("_") and k not in known)
+    if overridden or ignored:
+        what = (f"defines {', '.join(overridden)}" if overridden else "") + \
+            (" and " if overridden and ignored else "") + \
+            (f"sets {', '.join(ignored)}" if ignored else "")
+        raise TypeError(f"{cls.__name__} {what}, which the compiled passes never call or read: "
+                        f"they run the kernels of nn.{builtin.__name__}, so it would silently "
+                        f"train as a plain {builtin.__name__}. {supported}")
+
+
 class Conv1D(Dense):
     """1-D convolution over (steps, channels) input, channels-last:
 

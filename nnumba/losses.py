@@ -192,3 +192,44 @@ def get_loss(loss):
         return LOSSES[loss]()
     raise TypeError(f"loss must be a name ({', '.join(map(repr, LOSSES))}) or a loss object, "
                     f"got {type(loss).__name__}")
+
+
+# what a user might write to define a loss (value and gradient are this module's own, for
+# NumPy arrays): the compiled loops call none of it, they run the kernel of the loss's code
+_LOSS_METHODS = ("value", "gradient", "_evaluate", "__call__", "call", "forward", "backward",
+                 "loss", "grad", "derivative", "compute")
+
+
+def check_supported(loss):
+    """Refuse (TypeError) a loss object that ``fit`` cannot train as written.
+
+    The compiled loops compute a loss by its integer ``code``; of the object they
+    use only ``prepare_targets``, ``correct_per_sample``, ``output_transform`` and
+    ``has_accuracy``. Accepted: a built-in loss, or a subclass of one that changes
+    none of the rest. Refused: a new Loss subclass (no built-in kernel), a subclass
+    defining its own value or gradient (``fit`` would silently train the built-in
+    one), or one with attributes (hyperparameters) that no kernel reads."""
+    cls = type(loss)
+    names = ", ".join(map(repr, LOSSES))
+    classes = ", ".join(f"nn.losses.{c.__name__}()" for c in LOSSES.values())
+    supported = (f"Supported: the built-in losses by name ({names}) or class ({classes}); "
+                 f"they have no hyperparameters, and a subclass may not change how the loss "
+                 f"or its gradient is computed")
+    builtin = next((c for c in cls.__mro__ if c in LOSSES.values()), None)
+    if builtin is None:
+        raise TypeError(f"{cls.__name__} is not one of nnumba's losses: fit runs a loss as a "
+                        f"compiled kernel chosen by its code, and there is no kernel for "
+                        f"{cls.__name__}. {supported}")
+    user = cls.__mro__[:cls.__mro__.index(builtin)]
+    overridden = [n for n in _LOSS_METHODS if any(n in c.__dict__ for c in user)]
+    if loss.code != builtin.code:
+        overridden.append("code")
+    ignored = sorted(k for k in vars(loss) if not k.startswith("_"))
+    if overridden or ignored:
+        what = (f"defines {', '.join(overridden)}" if overridden else "") + \
+            (" and " if overridden and ignored else "") + \
+            (f"sets {', '.join(ignored)}" if ignored else "")
+        raise TypeError(f"{cls.__name__} {what}, which fit never calls or reads: fit computes "
+                        f"the loss and its gradient with the compiled kernel of "
+                        f"nn.losses.{builtin.__name__}, so {cls.__name__} would silently train "
+                        f"as plain {builtin.__name__}. {supported}")

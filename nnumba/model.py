@@ -225,8 +225,15 @@ class Sequential:
         if self._training.locked():
             raise RuntimeError("compile was called while fit or train_step runs on this model; "
                                "compile before fit, or stop training first (model.stop_training = True)")
+        from .losses import check_supported as check_loss
+        from .optim import check_supported as check_optimizer
+
         loss = get_loss(loss)
         optimizer = get_optimizer(optimizer)
+        # a subclass with its own value/gradient or step() would silently train as the
+        # built-in: refused here, before anything is bound
+        check_loss(loss)
+        check_optimizer(optimizer)
         _check_in_dtype(optimizer, self.dtype)
         resolved = metrics_.resolve(metrics, loss.code, self.plan.n_out)
         last = self.layers[-1]

@@ -335,6 +335,53 @@ def get_optimizer(optimizer):
     raise TypeError(f"optimizer must be a name or an nn.optim object, got {type(optimizer).__name__}")
 
 
+# what a user might write to define an update rule (``step`` is this module's own, for NumPy
+# arrays): fit calls none of it, it runs the kernel of the optimizer's code
+_RULE_METHODS = ("step", "__call__", "update", "update_step", "apply", "apply_gradients",
+                 "minimize", "rule")
+# class attributes that choose the kernel and its state: a subclass keeps the built-in's
+_KERNEL_ATTRIBUTES = ("code", "slots", "decoupled", "HYPERPARAMETERS")
+
+
+def check_supported(optimizer):
+    """Refuse (TypeError) an optimizer that ``fit`` cannot train with as written.
+
+    fit runs the update rule of the optimizer's ``code`` as one compiled pass over
+    all parameters, reading the hyperparameters through ``hp_vector`` and
+    ``learning_rates``. Accepted: a built-in optimizer, or a subclass of one that
+    only changes the defaults of its hyperparameters (in ``__init__``). Refused:
+    a new Optimizer subclass (no built-in kernel), a subclass defining its own
+    ``step`` or another update method (``fit`` would silently run the built-in
+    rule), one that changes ``code``, ``slots``, ``decoupled`` or
+    ``HYPERPARAMETERS``, and one with attributes that no kernel reads."""
+    cls = type(optimizer)
+    names = ", ".join(map(repr, OPTIMIZERS))
+    builtin = next((c for c in cls.__mro__ if c in OPTIMIZERS.values()), None)
+    supported = (f"Supported: the built-in optimizers by name ({names}) or class "
+                 f"(nn.optim.{', nn.optim.'.join(c.__name__ for c in OPTIMIZERS.values())}), "
+                 f"with their hyperparameters")
+    if builtin is None:
+        raise TypeError(f"{cls.__name__} is not one of nnumba's optimizers: fit runs an update "
+                        f"rule as a compiled kernel chosen by its code, and there is no kernel for "
+                        f"{cls.__name__}. {supported}, and subclasses of them that only change "
+                        f"the defaults of those hyperparameters in __init__")
+    supported += (f" ({builtin.__name__}: {', '.join(builtin.HYPERPARAMETERS)}), and subclasses "
+                  f"that only change their defaults in __init__")
+    user = cls.__mro__[:cls.__mro__.index(builtin)]
+    overridden = [n for n in _RULE_METHODS if any(n in c.__dict__ for c in user)]
+    overridden += [n for n in _KERNEL_ATTRIBUTES if getattr(cls, n) != getattr(builtin, n)]
+    known = set(vars(builtin()))  # the built-in's hyperparameters and t
+    ignored = sorted(k for k in vars(optimizer) if not k.startswith("_") and k not in known)
+    if overridden or ignored:
+        what = (f"defines {', '.join(overridden)}" if overridden else "") + \
+            (" and " if overridden and ignored else "") + \
+            (f"sets {', '.join(ignored)}" if ignored else "")
+        raise TypeError(f"{cls.__name__} {what}, which fit never calls or reads: fit runs the "
+                        f"update rule of nn.optim.{builtin.__name__} as a compiled kernel, so "
+                        f"{cls.__name__} would silently train as plain {builtin.__name__}. "
+                        f"{supported}")
+
+
 def __getattr__(name):
     # nn.optim.schedules is nnumba.schedules (imported here on first use: it imports nothing
     # of this module at import time, but keeping it lazy avoids a cycle)

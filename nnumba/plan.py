@@ -65,6 +65,7 @@ class Plan:
             if not isinstance(layer, Layer):
                 raise TypeError(f"layers[{i}] is a {type(layer).__name__}, not a layer "
                                 "(nn.Dense, nn.ReLU, ...)")
+        _check_activations(layers)
         self.input_shape = _input_shape(layers, input_shape)
         self._ops, self._fops, self._segs = [], [], []
         self.params, self.weight_layers, self.layer_names = [], [], []
@@ -306,6 +307,19 @@ class Plan:
                          f"{shape(codes.OP_STEPS_OUT, codes.OP_CH_OUT):>16}"
                          f"{row[codes.OP_W_SEG]:>6}{row[codes.OP_B_SEG]:>6}{row[codes.OP_CACHE]:>6}")
         return "\n".join(lines)
+
+
+def _check_activations(layers):
+    """Refuse, before anything is built, an activation the kernels cannot run as written
+    (``layers.check_activation``: a new Activation without a code, or a subclass with its
+    own function), in Residual blocks too."""
+    from .layers import check_activation
+
+    for layer in layers:
+        if isinstance(layer, Activation):
+            check_activation(layer)
+        elif isinstance(layer, Residual):
+            _check_activations(layer.layers)
 
 
 def _geometry(shape):
