@@ -1,6 +1,6 @@
-"""The MNIST-1D CNN (the op-table layers: Conv1D, ReLU, Flatten, Dense): one epoch of
-training per backend, the same epoch in JAX as a peer, and the compile time of a
-fresh process.
+"""The MNIST-1D CNN (the op-table layers: Conv1D, ReLU, Flatten, Dense) and two
+recurrent networks: one epoch of training per backend, the same epochs in JAX as
+peers, and the compile time of a fresh process.
 
 ``CnnEpoch`` times ``model.fit(X, y, epochs=1, batch_size=100, shuffle=False)``
 (Adam, lr 1e-3, softmax cross-entropy, float32) from a freshly built model of
@@ -17,6 +17,17 @@ a jitted Adam step called from a Python loop ("step"); its setup checks JAX's
 gradient of the first batch against nnumba's numpy reference. Skipped
 (NotImplementedError) where jax does not import.
 
+``GruEpoch`` and ``LstmEpoch`` time one epoch of ``fit`` (Adam, lr 1e-3, batches
+in order, float32) of ``compare.RNN_MODELS``' networks: the MNIST-1D GRU baseline,
+Bidirectional(GRU(1, 6, return_sequences=True)) over 40 steps, Flatten (480),
+Dense(480, 10), batch 100, over the CNN's 4000 signals; and LSTM(32, 128) over 50
+steps, Dense(128, 10), batch 32, over 2048 random sequences. Their setup checks the
+first batch's gradients and three train_steps against the numpy reference.
+``JaxRnnEpoch`` times the same epochs in JAX (``compare.jax_rnn``: a jitted lax.scan
+over the batches of an Adam step whose forward is a lax.scan over the steps) from
+the same initial weights on the same batches, after checking JAX's gradient of the
+first batch against nnumba's numpy reference; skipped where jax does not import.
+
 ``CnnCompile`` times a new Python process that imports nnumba and fits one CNN
 epoch on the cpu backend, with an empty Numba cache and with a warm one (as
 ``bench_training.Compile`` for the MLP).
@@ -29,6 +40,7 @@ import numpy as np
 
 from .common import (BACKENDS, CNN_BATCH, CNN_SAMPLES, assert_close, build_model, fresh_process_start,
                      jax_cnn, jax_cnn_weights, jax_step_epoch, mnist1d_data, require_backend, sync)
+from .compare import RNN_MODELS, build_net, jax_rnn, workload_data
 
 OPTIMIZER = "adam"
 _DATA = {}
@@ -42,21 +54,29 @@ def cnn_data():
     return _DATA["data"]
 
 
-def check_against_reference(backend):
+def rnn_data(model):
+    """(X, y) of the benchmarked recurrent epoch (``compare.workload_data``)."""
+    if model not in _DATA:
+        _DATA[model] = workload_data(model, RNN_MODELS[model]["n"])
+    return _DATA[model]
+
+
+def check_against_reference(backend, model="cnn"):
     """Gradients of the first batch, and the batch losses of three train_steps, on
     ``backend`` against the numpy reference from the same seed (float32 tolerance)."""
-    if backend == "numpy" or backend in _CHECKED:
+    if backend == "numpy" or (backend, model) in _CHECKED:
         return
-    X, y = cnn_data()
-    ours, ref = build_model("cnn", backend, OPTIMIZER), build_model("cnn", "numpy", OPTIMIZER)
-    xb, yb = X[:CNN_BATCH], y[:CNN_BATCH]
+    X, y = cnn_data() if model == "cnn" else rnn_data(model)
+    batch = CNN_BATCH if model == "cnn" else RNN_MODELS[model]["batch"]
+    ours, ref = build_net(model, backend, OPTIMIZER), build_net(model, "numpy", OPTIMIZER)
+    xb, yb = X[:batch], y[:batch]
     for k, (g, g_ref) in enumerate(zip(ours.gradients(xb, yb), ref.gradients(xb, yb))):
-        assert_close(g, g_ref, f"cnn gradient {k}")
+        assert_close(g, g_ref, f"{model} gradient {k}")
     for step in range(3):
-        rows = slice(step * CNN_BATCH, (step + 1) * CNN_BATCH)
+        rows = slice(step * batch, (step + 1) * batch)
         loss, loss_ref = ours.train_step(X[rows], y[rows]), ref.train_step(X[rows], y[rows])
-        assert_close(loss, loss_ref, f"cnn train_step {step} loss")
-    _CHECKED.add(backend)
+        assert_close(loss, loss_ref, f"{model} train_step {step} loss")
+    _CHECKED.add((backend, model))
 
 
 class CnnEpoch:
@@ -127,6 +147,90 @@ class JaxCnnEpoch:
         self.wait(self.run())  # compiles
 
     def time_epoch(self, variant):
+        self.wait(self.run())
+
+
+class _RnnEpoch:
+    """One epoch of ``fit`` of RNN_MODELS[self.model] (the subclasses' ``time_epoch``)."""
+
+    params = [BACKENDS]
+    param_names = ["backend"]
+    number = 1
+    repeat = (2, 10, 30.0)
+    warmup_time = 0.0
+    timeout = 600
+    model = None
+
+    def setup(self, backend):
+        require_backend(backend)
+        self.X, self.y = rnn_data(self.model)
+        self.batch = RNN_MODELS[self.model]["batch"]
+        check_against_reference(backend, self.model)
+        self.net = build_net(self.model, backend, OPTIMIZER)
+        # compile (or load from the cache) the training loop for these shapes and dtypes
+        self.net.fit(self.X[:2 * self.batch], self.y[:2 * self.batch], epochs=1,
+                     batch_size=self.batch, shuffle=False)
+        sync(backend)
+        self.net = build_net(self.model, backend, OPTIMIZER)
+
+    def epoch(self, backend):
+        self.net.fit(self.X, self.y, epochs=1, batch_size=self.batch, shuffle=False)
+        sync(backend)
+
+
+class GruEpoch(_RnnEpoch):
+    """Seconds for one epoch of the MNIST-1D GRU baseline (4000 signals, batch 100)."""
+
+    model = "gru"
+
+    def time_epoch(self, backend):
+        self.epoch(backend)
+
+
+class LstmEpoch(_RnnEpoch):
+    """Seconds for one epoch of LSTM(32, 128) over 50 steps (2048 sequences, batch 32)."""
+
+    model = "lstm"
+
+    def time_epoch(self, backend):
+        self.epoch(backend)
+
+
+class JaxRnnEpoch:
+    """Seconds for the epochs of ``GruEpoch`` and ``LstmEpoch`` in JAX, float32: one jitted
+    lax.scan over the batches of an Adam step whose forward is a lax.scan over the steps."""
+
+    params = [sorted(RNN_MODELS)]
+    param_names = ["model"]
+    number = 1
+    repeat = (2, 10, 30.0)
+    warmup_time = 0.0
+    timeout = 600
+    dtype = "float32"
+
+    def setup(self, model):
+        fns = jax_rnn(model, self.dtype)  # NotImplementedError without jax: asv skips
+        import jax
+        import jax.numpy as jnp
+
+        X, y = rnn_data(model)
+        batch = RNN_MODELS[model]["batch"]
+        ref = build_net(model, "numpy", OPTIMIZER)
+        start = jax.block_until_ready([jnp.asarray(w.astype(self.dtype)) for w in ref.get_weights()])
+        # JAX's gradient of the first batch against the numpy reference's
+        xb, yb = X[:batch], y[:batch]
+        grads = fns["grad"](start, jnp.asarray(xb.astype(self.dtype)), jnp.asarray(yb.astype(np.int32)))
+        for k, (g, g_ref) in enumerate(zip(grads, ref.gradients(xb, yb))):
+            assert_close(np.asarray(g), g_ref, f"JAX {model} gradient {k}")
+        n_batches = len(y) // batch
+        Xb = X[:n_batches * batch].astype(self.dtype).reshape((n_batches, batch) + X.shape[1:])
+        yb = y[:n_batches * batch].astype(np.int32).reshape(n_batches, batch)
+        epoch, data = fns["epoch"], (jnp.asarray(Xb), jnp.asarray(yb))
+        self.run = lambda: epoch(start, *data)
+        self.wait = jax.block_until_ready
+        self.wait(self.run())  # compiles
+
+    def time_epoch(self, model):
         self.wait(self.run())
 
 

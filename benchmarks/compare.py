@@ -1,7 +1,7 @@
 """nnumba against NumPy, PyTorch and JAX on this machine, in one run, as Markdown tables.
 
     python benchmarks/compare.py [--quick] [--repeats N] [--no-torch] [--no-jax]
-                                 [--sections training,cnn,adam,compile] [--against PATH]
+                                 [--sections training,cnn,rnn,adam,compile] [--against PATH]
 
 Sections (each time is the median of N runs after one untimed warm-up run;
 the implementations take turns run by run, so that a change in the machine's
@@ -36,18 +36,32 @@ load hits them alike):
    slower than outside, jax-ml/jax#12868, so the scan is not JAX's best); and
    nnumba cpu. 3N runs each (an epoch is short); the target against JAX is
    against the faster of the two.
-3. ``adam``: one Adam step over 10M float32 parameters: textbook NumPy (with
+3. ``rnn``: one training epoch of two recurrent networks, float32, softmax
+   cross-entropy, Adam (lr 1e-3), batches in a fixed order, from nnumba's
+   initial weights (seed 0) for all (``RNN_MODELS``):
+   - the MNIST-1D GRU baseline: Bidirectional(GRU(1, 6, return_sequences=True))
+     over 40 steps, Flatten (480), Dense(480, 10), batch 100, over the 4000
+     signals of the ``cnn`` section;
+   - LSTM(32, 128) over 50 steps (last state), Dense(128, 10), batch 32, over
+     2048 random sequences.
+   Columns: PyTorch eager (torch.nn.GRU / LSTM, batch_first, bidirectional for
+   the GRU; weight_ih_l0 = W_ih^T, weight_hh_l0 = W_hh^T, b_ih, b_hh as they are;
+   torch.set_num_threads(2)), JAX (a jax.jit of a lax.scan over the epoch's
+   batches of an Adam step whose forward is a lax.scan over the time steps, the
+   input projections of all steps as one product, torch's gate equations) and
+   nnumba cpu; 3N runs of the GRU epoch (it is short), N of the LSTM's.
+4. ``adam``: one Adam step over 10M float32 parameters: textbook NumPy (with
    temporaries), torch.optim.Adam(fused=True) (foreach where fused is refused),
    nnumba's cpu ``adam_step`` kernel; all from the same w, g for the same steps;
    and the memory floor, a pass with the same traffic and no arithmetic.
-4. The BLAS rate (with ``training``): the float32 GFLOP/s that numpy.matmul
+5. The BLAS rate (with ``training``): the float32 GFLOP/s that numpy.matmul
    reaches on the matrix products of the CIFAR-shaped network at batch 256
    (forward x W for the three layers, dW = x^T dz for the three, dx = dz W^T for
    the last two), run as one more implementation of the batch-256 row (the
    products of that epoch and nothing else, timed in turn with the epochs), and
    the rate each batch-256 epoch achieves counting 7.1 MFLOP per sample, as a
    share of it.
-5. ``compile``: compile overhead of a fresh process that imports nnumba and
+6. ``compile``: compile overhead of a fresh process that imports nnumba and
    fits one epoch on the cpu backend (first epoch minus a steady one), for the
    README's digits MLP 64-64-10 (batch 32, Adam) and the MNIST-1D CNN (batch
    100, Adam), float32 and float64: with an empty Numba cache (one run in a new
@@ -55,20 +69,21 @@ load hits them alike):
    filled (N runs); and JAX's compile of its CNN epoch, both ways (trace and
    lower, XLA compile, first epoch; a fresh process each run, JAX keeps no
    compilation cache by default).
-6. ``--against PATH``: the MLP rows of section 1 on nnumba cpu, for the nnumba
+7. ``--against PATH``: the MLP rows of section 1 on nnumba cpu, for the nnumba
    at PATH (e.g. ``git worktree add /tmp/base <commit>``; imported through
    PYTHONPATH, with a Numba cache folder of its own) and for this checkout,
    each in a worker process of its own, taking turns run by run, in 3 fresh
    pairs of processes (N runs each): a before/after table.
-7. The targets, and whether each is met.
+8. The targets, and whether each is met.
 
 ``--quick`` shrinks everything (few samples, 1M parameters, one repeat, no
 cold compile and no float64 in the compile section; the warm start then uses
 Numba's default cache): a smoke test, not a measurement. PyTorch and JAX run in
 worker processes of their own, so that their thread pools and nnumba's never
 compete; each is left out when it does not import (or with ``--no-torch``,
-``--no-jax``). The header names the BLAS library and the kernel architecture it
-chose (threadpoolctl), and the machine's load.
+``--no-jax``; the ``rnn`` section runs without JAX too). The header names the
+BLAS library and the kernel architecture it chose (threadpoolctl), and the
+machine's load.
 """
 import argparse
 import json
@@ -125,7 +140,20 @@ COMPILE_WORKLOADS = [
     ("MNIST-1D CNN, batch 100, Adam", "cnn", "float64"),
 ]
 
-SECTIONS = ("training", "cnn", "adam", "compile")
+SECTIONS = ("training", "cnn", "rnn", "adam", "compile")
+
+# The recurrent networks of the rnn section: label, the recurrent layer (cell, in_features,
+# units, return_sequences, bidirectional), steps, the width Dense reads, batch size,
+# samples, samples with --quick, and how many times args.repeats the runs (short epochs: more)
+RNN_MODELS = {
+    "gru": dict(label="MNIST-1D Bidirectional GRU(1, 6), batch 100, Adam", cell="gru",
+                features=1, units=6, sequences=True, bidirectional=True, steps=40, flat=480,
+                batch=100, n=common.CNN_SAMPLES, n_quick=400, runs=3),
+    "lstm": dict(label="LSTM(32, 128), 50 steps, batch 32, Adam", cell="lstm", features=32,
+                 units=128, sequences=False, bidirectional=False, steps=50, flat=128, batch=32,
+                 n=2048, n_quick=128, runs=1),
+}
+RNN_TORCH_THREADS = 2
 
 # (what, key of the measured value, at least)
 TARGETS = [
@@ -141,6 +169,10 @@ TARGETS = [
     ("Adam step 10M: cpu vs textbook NumPy", ("adam", "numpy"), 15.0),
     ("MNIST-1D CNN epoch: cpu vs PyTorch", ("cnn", "torch"), 2.0),
     ("MNIST-1D CNN epoch: cpu vs JAX (the faster of scan and step loop)", ("cnn", "jax"), 1.0),
+    ("MNIST-1D GRU epoch: cpu vs PyTorch", ("gru", "torch"), 5.0),
+    ("MNIST-1D GRU epoch: cpu vs JAX (scan of scans)", ("gru", "jax"), 1.0),
+    ("LSTM(32, 128) epoch: cpu vs PyTorch", ("lstm", "torch"), 1.5),
+    ("LSTM(32, 128) epoch: cpu vs JAX (scan of scans)", ("lstm", "jax"), 1.0),
 ]
 
 
@@ -149,14 +181,46 @@ def out(line=""):
 
 
 def workload_data(model, n):
-    """The data of a workload: digits for the tiny MLP, MNIST-1D for the CNN, synthetic
-    for the CIFAR-shaped MLP."""
+    """The data of a workload: digits for the tiny MLP, MNIST-1D for the CNN and the GRU,
+    synthetic for the CIFAR-shaped MLP and the LSTM ((n, steps, features) sequences)."""
     if model == "tiny":
         X, y = common.digits_data()
         return X[:n], y[:n]
-    if model == "cnn":
+    if model in ("cnn", "gru"):
         return common.mnist1d_data(n)
+    if model in RNN_MODELS:
+        spec = RNN_MODELS[model]
+        X, y = common.classification_data(n, spec["steps"] * spec["features"])
+        return X.reshape(n, spec["steps"], spec["features"]), y
     return common.model_data(model, n)
+
+
+def rnn_layers(model):
+    """The layers of RNN_MODELS[model]: the recurrent layer (in a Bidirectional when the
+    spec says so), Flatten when it returns sequences, Dense(flat, 10)."""
+    import nnumba as nn
+
+    spec = RNN_MODELS[model]
+    layer = {"gru": nn.GRU, "lstm": nn.LSTM}[spec["cell"]](
+        spec["features"], spec["units"], return_sequences=spec["sequences"])
+    layers = [nn.Bidirectional(layer) if spec["bidirectional"] else layer]
+    if spec["sequences"]:
+        layers.append(nn.Flatten())
+    return layers + [nn.Dense(spec["flat"], common.N_CLASSES)]
+
+
+def build_net(model, backend, optimizer="adam", dtype="float32"):
+    """``common.build_model``, and the recurrent networks of RNN_MODELS (seeded the same,
+    softmax cross-entropy, ``common.make_optimizer``)."""
+    if model not in RNN_MODELS:
+        return common.build_model(model, backend, optimizer, dtype=dtype)
+    import nnumba as nn
+
+    spec = RNN_MODELS[model]
+    net = nn.Sequential(rnn_layers(model), backend=backend, dtype=dtype, seed=common.SEED,
+                        input_shape=(spec["steps"], spec["features"]))
+    net.compile("cross_entropy", common.make_optimizer(optimizer))
+    return net
 
 
 def checksum(X, y):
@@ -165,7 +229,7 @@ def checksum(X, y):
 
 def initial_weights(model, optimizer):
     """nnumba's initial weights for the workload (seed 0; the same on every backend)."""
-    return common.build_model(model, "numpy", optimizer).get_weights()
+    return build_net(model, "numpy", optimizer).get_weights()
 
 
 def adam_arrays(n):
@@ -183,11 +247,11 @@ class NnumbaEpoch:
     def __init__(self, backend, model, optimizer, batch, X, y, warm):
         self.args = (model, backend, optimizer)
         self.batch, self.X, self.y = batch, X, y
-        net = common.build_model(*self.args)
+        net = build_net(*self.args)
         net.fit(X[:warm], y[:warm], epochs=1, batch_size=batch, shuffle=False)
 
     def run(self, with_loss):
-        net = common.build_model(*self.args)
+        net = build_net(*self.args)
         settle()
         start = time.perf_counter()
         net.fit(self.X, self.y, epochs=1, batch_size=self.batch, shuffle=False)
@@ -227,6 +291,135 @@ def memory_floor(w, g, m, v):
 
         _floor_kernels[parallel] = njit(parallel=parallel, error_model="numpy")(stream)
     _floor_kernels[parallel](w, g, m, v)
+
+
+# ---- the recurrent networks in PyTorch and JAX ------------------------------------------------
+#
+# nnumba's recurrent weights are, per direction, W_ih (F, G U), W_hh (U, G U), b_ih, b_hh
+# (G U), the gate blocks in torch's order (LSTM i, f, g, o; GRU r, z, n): torch's
+# weight_ih_l0 is W_ih^T, weight_hh_l0 W_hh^T (the backward direction's the "_reverse"
+# set); a Bidirectional layer's output is [forward, backward] per step, which torch's
+# bidirectional output (batch_first) and its Flatten lay out the same way.
+
+
+def torch_rnn_net(torch, model, weights):
+    """The torch.nn.Module of RNN_MODELS[model] (float32) from nnumba's ``weights``: the
+    logits of (batch, steps, features) input."""
+    spec = RNN_MODELS[model]
+    it = iter(weights)
+    rnn = {"gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[spec["cell"]](
+        spec["features"], spec["units"], batch_first=True, bidirectional=spec["bidirectional"])
+    lin = torch.nn.Linear(spec["flat"], common.N_CLASSES)
+
+    def take(array):
+        return torch.from_numpy(np.ascontiguousarray(array))
+
+    with torch.no_grad():
+        for suffix in ("", "_reverse")[:1 + spec["bidirectional"]]:
+            w_ih, w_hh, b_ih, b_hh = (next(it) for _ in range(4))
+            for name, value in (("weight_ih", w_ih.T), ("weight_hh", w_hh.T), ("bias_ih", b_ih),
+                                ("bias_hh", b_hh)):
+                getattr(rnn, f"{name}_l0{suffix}").copy_(take(value))
+        lin.weight.copy_(take(next(it).T))
+        lin.bias.copy_(take(next(it)))
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn, self.lin = rnn, lin
+
+        def forward(self, x):
+            h, _ = self.rnn(x)
+            return self.lin(h.flatten(1) if spec["sequences"] else h[:, -1])
+
+    return Net()
+
+
+def jax_rnn(model, dtype="float32", lr=LR["adam"], beta1=BETA1, beta2=BETA2, eps=EPS):
+    """RNN_MODELS[model] in JAX, as ``common.jax_cnn``'s dict of jitted functions ("loss",
+    "grad", "step", "epoch", same arguments; the state of "step" from
+    ``common.jax_adam_state``) of ``params``, nnumba's weights (``get_weights``) as they
+    are. The forward pass: per direction, the input projections of all steps as one
+    product, then a lax.scan over the steps (``reverse=True`` for the backward direction)
+    of torch's cell equations; "epoch" is a lax.scan over the batches of the Adam step, so
+    the whole epoch is one jitted call with the time loop inside. NotImplementedError when
+    jax does not import (asv's "skip")."""
+    try:
+        import jax
+        import jax.numpy as jnp
+    except Exception as exc:
+        raise NotImplementedError(f"jax is not available ({exc!r})") from exc
+    if dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+    lax, sigmoid = jax.lax, jax.nn.sigmoid
+    spec = RNN_MODELS[model]
+    u, keep = spec["units"], spec["sequences"]
+
+    def gru_cell(w_hh, b_hh):
+        def cell(h, xp):  # xp: x_t W_ih + b_ih, (batch, 3U)
+            gh = h @ w_hh + b_hh
+            r = sigmoid(xp[:, :u] + gh[:, :u])
+            z = sigmoid(xp[:, u:2 * u] + gh[:, u:2 * u])
+            n = jnp.tanh(xp[:, 2 * u:] + r * gh[:, 2 * u:])
+            h = (1 - z) * n + z * h
+            return h, (h if keep else None)
+        return cell
+
+    def lstm_cell(w_hh, b_hh):
+        def cell(state, xp):  # xp: x_t W_ih + b_ih, (batch, 4U)
+            h, c = state
+            g = xp + h @ w_hh + b_hh
+            c = sigmoid(g[:, u:2 * u]) * c + sigmoid(g[:, :u]) * jnp.tanh(g[:, 2 * u:3 * u])
+            h = sigmoid(g[:, 3 * u:]) * jnp.tanh(c)
+            return (h, c), (h if keep else None)
+        return cell
+
+    def direction(p, x, reverse):
+        """(last state h, the states of every step (batch, steps, U) or None)."""
+        w_ih, w_hh, b_ih, b_hh = p
+        xp = jnp.swapaxes(x @ w_ih + b_ih, 0, 1)  # (steps, batch, G U), time-major
+        h0 = jnp.zeros((x.shape[0], u), x.dtype)
+        if spec["cell"] == "gru":
+            h, hs = lax.scan(gru_cell(w_hh, b_hh), h0, xp, reverse=reverse)
+        else:
+            (h, _), hs = lax.scan(lstm_cell(w_hh, b_hh), (h0, h0), xp, reverse=reverse)
+        return h, (None if hs is None else jnp.swapaxes(hs, 0, 1))
+
+    def forward(params, x):
+        h, hs = direction(params[:4], x, False)
+        if spec["bidirectional"]:
+            h_b, hs_b = direction(params[4:8], x, True)
+            hs = None if hs is None else jnp.concatenate([hs, hs_b], axis=2)
+            h = jnp.concatenate([h, h_b], axis=1)
+        h = hs.reshape(hs.shape[0], -1) if keep else h  # step-major, as nnumba's Flatten
+        return h @ params[-2] + params[-1]
+
+    def loss(params, x, y):
+        logits = forward(params, x)
+        picked = jnp.take_along_axis(logits, y[:, None], axis=1)[:, 0]
+        return jnp.mean(jax.nn.logsumexp(logits, axis=1) - picked)
+
+    grad = jax.grad(loss)
+    b1, b2, lr, eps = (jnp.asarray(v, dtype) for v in (beta1, beta2, lr, eps))
+    one = jnp.asarray(1, dtype)
+
+    def step(state, x, y):  # as common.jax_cnn's (torch.optim.Adam: eps outside the root)
+        params, m, v, t = state
+        g = grad(params, x, y)
+        t = t + one
+        m = [b1 * mi + (one - b1) * gi for mi, gi in zip(m, g)]
+        v = [b2 * vi + (one - b2) * gi * gi for vi, gi in zip(v, g)]
+        c1, c2 = one - b1 ** t, one - b2 ** t
+        params = [p - lr * (mi / c1) / (jnp.sqrt(vi / c2) + eps) for p, mi, vi in zip(params, m, v)]
+        return params, m, v, t
+
+    def epoch(params, Xb, yb):
+        (params, _, _, _), _ = lax.scan(lambda s, b: (step(s, *b), None),
+                                        common.jax_adam_state(params), (Xb, yb))
+        return params
+
+    return {"loss": jax.jit(loss), "grad": jax.jit(grad), "step": jax.jit(step),
+            "epoch": jax.jit(epoch)}
 
 
 # ---- the worker processes ---------------------------------------------------------------------
@@ -281,7 +474,9 @@ def serve(handlers, hello):
 
 
 def torch_worker_main():
-    """Serve PyTorch measurements (the epochs of sections 1 and 2, the Adam step)."""
+    """Serve PyTorch measurements (the epochs of sections 1 to 3, the Adam step). An
+    "epoch_setup" with "threads" sets torch's thread count for its epochs (the rnn
+    section's RNN_TORCH_THREADS); without, and for the Adam step, torch's default."""
     state, mod = {}, {}
 
     def hello():
@@ -290,12 +485,14 @@ def torch_worker_main():
             import torch
         except Exception as exc:
             raise RuntimeError(f"import torch failed: {exc!r}") from exc
-        mod["torch"] = torch
+        mod["torch"], mod["threads"] = torch, torch.get_num_threads()
         return {"version": torch.__version__, "threads": torch.get_num_threads(),
                 "import": time.perf_counter() - t0, "blas": blas_info()}
 
     def make_net(model, weights):
         torch = mod["torch"]
+        if model in RNN_MODELS:
+            return torch_rnn_net(torch, model, weights)
         it = iter(weights)
         mods = []
 
@@ -364,12 +561,13 @@ def torch_worker_main():
         torch = mod["torch"]
         X, y = workload_data(req["model"], req["n"])
         state.clear()
+        torch.set_num_threads(req.get("threads") or mod["threads"])
         Xt = X.transpose(0, 2, 1) if req["model"] == "cnn" else X  # (batch, channels, length)
         state.update(model=req["model"], optimizer=req["optimizer"], batch=req["batch"],
                      X=torch.from_numpy(np.ascontiguousarray(Xt)), y=torch.from_numpy(y),
                      weights=initial_weights(req["model"], req["optimizer"]))
         epoch(req["warm"], False)
-        return {"checksum": checksum(X, y)}
+        return {"checksum": checksum(X, y), "threads": torch.get_num_threads()}
 
     def epoch_run(req):
         seconds, final = epoch(state["X"].shape[0], req["with_loss"])
@@ -379,6 +577,7 @@ def torch_worker_main():
         torch = mod["torch"]
         w, g = adam_arrays(req["n"])
         state.clear()
+        torch.set_num_threads(mod["threads"])
         p = torch.nn.Parameter(torch.from_numpy(w))
         p.grad = torch.from_numpy(g)
         mode = "fused"
@@ -414,7 +613,9 @@ def jax_worker_main():
     from a Python loop over the batches (the usual JAX training loop; on XLA:CPU a
     convolution inside a loop body is much slower, jax-ml/jax#12868). "epoch_setup"
     also reports, for each, the time to trace and lower, to compile, and of the first
-    run, so that a fresh worker measures JAX's compile cost."""
+    run, so that a fresh worker measures JAX's compile cost. The recurrent networks of
+    RNN_MODELS (``jax_rnn``) run the same way; "variants" in "epoch_setup" picks which
+    of the two are compiled (both by default)."""
     state, mod = {}, {}
 
     def hello():
@@ -426,21 +627,26 @@ def jax_worker_main():
             raise RuntimeError(f"import jax failed: {exc!r}") from exc
         mod.update(jax=jax, jnp=jnp)
         return {"version": jax.__version__, "devices": [str(d) for d in jax.devices()],
-                "import": time.perf_counter() - t0}
+                "import": time.perf_counter() - t0, "blas": blas_info()}
 
     def epoch_setup(req):
         jax, jnp = mod["jax"], mod["jnp"]
-        if req["model"] != "cnn" or req.get("optimizer", "adam") != "adam":
-            raise ValueError("the JAX worker runs the MNIST-1D CNN with Adam only")
+        model = req["model"]
+        if (model != "cnn" and model not in RNN_MODELS) or req.get("optimizer", "adam") != "adam":
+            raise ValueError("the JAX worker runs the MNIST-1D CNN and RNN_MODELS with Adam only")
         dtype = req.get("dtype", "float32")
-        X, y = workload_data("cnn", req["n"])
+        X, y = workload_data(model, req["n"])
         batch = req["batch"]
         if req["n"] % batch:
             raise ValueError("the JAX epoch needs whole batches")
         n_batches = req["n"] // batch
-        fns = common.jax_cnn(dtype, lr=LR["adam"], beta1=BETA1, beta2=BETA2, eps=EPS)
         state.clear()
-        state["weights"] = common.jax_cnn_weights(initial_weights("cnn", "adam"), dtype)
+        if model == "cnn":
+            fns = common.jax_cnn(dtype, lr=LR["adam"], beta1=BETA1, beta2=BETA2, eps=EPS)
+            state["weights"] = common.jax_cnn_weights(initial_weights("cnn", "adam"), dtype)
+        else:
+            fns = jax_rnn(model, dtype)
+            state["weights"] = [np.asarray(w, dtype) for w in initial_weights(model, "adam")]
         Xb = X.astype(dtype).reshape((n_batches, batch) + X.shape[1:])
         yb = y.astype(np.int32).reshape(n_batches, batch)
         state["Xb"], state["yb"] = jnp.asarray(Xb), jnp.asarray(yb)
@@ -448,9 +654,12 @@ def jax_worker_main():
         state["X"], state["y"] = jnp.asarray(X.astype(dtype)), jnp.asarray(y.astype(np.int32))
         params = fresh_params()
         reply = {"checksum": checksum(X, y)}
+        variants = req.get("variants", ("scan", "step"))
         for name, fn, args in (("scan", fns["epoch"], (params, state["Xb"], state["yb"])),
                                ("step", fns["step"], (common.jax_adam_state(params),)
                                 + state["batches"][0])):
+            if name not in variants:
+                continue
             t0 = time.perf_counter()
             lowered = fn.lower(*args)
             t1 = time.perf_counter()
@@ -729,6 +938,85 @@ def section_cnn(args, torch_worker, jax_worker, results):
                        for k, name in CNN_IMPLS if times[k])
     out(f"Fastest to slowest of the {runs} runs: {spread}. When the slowest are many times the "
         "fastest, other processes took cores during the run: the medians then mean little.")
+    out()
+
+
+RNN_IMPLS = (("torch", "PyTorch"), ("jax_scan", "JAX scan"), ("cpu", "nnumba cpu"))
+
+
+def section_rnn(args, torch_worker, jax_worker, results):
+    """The rnn section: one epoch of each RNN_MODELS network, PyTorch eager, JAX's scan of
+    scans and nnumba cpu taking turns (the order reversed every other run)."""
+    source = ("MNIST-1D's training signals (mnist1d.make_dataset, computed here, as the CNN's)"
+              if common.mnist1d_available() else "random signals of MNIST-1D's shape (mnist1d not installed)")
+    out("## Recurrent epochs (float32, softmax cross-entropy)")
+    out()
+    out(f"Bidirectional(GRU(1, 6, return_sequences=True)) over 40 steps, Flatten (480), "
+        f"Dense(480, 10), batch 100, on {source}; LSTM(32, 128) over 50 steps (its last state), "
+        f"Dense(128, 10), batch 32, on random sequences (a fixed random linear teacher's labels). "
+        f"Adam (lr {LR['adam']:g}), no shuffling, from nnumba's initial weights (seed 0) for all. "
+        f"PyTorch: eager torch.nn.GRU / LSTM (batch_first), torch.set_num_threads("
+        f"{RNN_TORCH_THREADS}), a process of its own. JAX: one jax.jit of a lax.scan over the "
+        "epoch's batches of the Adam step, whose forward is a lax.scan over the time steps (the "
+        "input projections of all steps as one product before it), a process of its own. nnumba "
+        "cpu: model.fit(epochs=1), input checks included. Medians of the runs after a warm-up "
+        "epoch, the three taking turns (the order reversed every other run). Final loss: over "
+        "the whole data after the epoch; rel. diff: the largest of PyTorch's and JAX's against "
+        "nnumba cpu's.")
+    out()
+    head = " | ".join(name for _, name in RNN_IMPLS)
+    out(f"| workload | samples | runs | {head} | cpu vs PyTorch | cpu vs JAX scan "
+        f"| final loss {' / '.join(name for _, name in RNN_IMPLS)} | max rel. diff |")
+    out("|---|---:|---:|" + "---:|" * len(RNN_IMPLS) + "---:|---:|---|---:|")
+    results["rnn"], spreads = {}, []
+    for model, spec in RNN_MODELS.items():
+        n, batch = (spec["n_quick"] if args.quick else spec["n"]), spec["batch"]
+        runs = args.repeats if args.quick else spec["runs"] * args.repeats
+        X, y = workload_data(model, n)
+        cpu = NnumbaEpoch("cpu", model, "adam", batch, X, y, n)
+        threads = None
+        if torch_worker is not None:
+            threads = torch_worker.setup_epoch(X, y, model=model, optimizer="adam", batch=batch, n=n,
+                                               warm=n, threads=RNN_TORCH_THREADS)["threads"]
+        if jax_worker is not None:
+            jax_worker.setup_epoch(X, y, model=model, optimizer="adam", batch=batch, n=n, warm=n,
+                                   variants=["scan"])
+            jax_worker.ask("epoch_run", variant="scan", with_loss=False)  # the warm-up epoch
+        times, losses = {k: [] for k, _ in RNN_IMPLS}, {}
+        for r in range(runs):
+            last = r == runs - 1
+            for name, _ in (RNN_IMPLS if r % 2 == 0 else RNN_IMPLS[::-1]):
+                if name == "torch" and torch_worker is not None:
+                    reply = torch_worker.ask("epoch_run", with_loss=last)
+                elif name == "jax_scan" and jax_worker is not None:
+                    reply = jax_worker.ask("epoch_run", variant="scan", with_loss=last)
+                elif name == "cpu":
+                    reply = dict(zip(("seconds", "loss"), cpu.run(last)))
+                else:
+                    continue
+                times[name].append(reply["seconds"])
+                if last:
+                    losses[name] = reply["loss"]
+        del cpu
+        t = {k: median(v) for k, v in times.items()}
+        best = {k: (min(v) if v else None) for k, v in times.items()}
+        diff = max(abs(v - losses["cpu"]) / abs(losses["cpu"]) for v in losses.values())
+        row = dict(label=spec["label"], samples=n, times=t, best=best, losses=losses,
+                   loss_diff=diff, vs_torch=ratio(t["torch"], t["cpu"]),
+                   vs_jax=ratio(t["jax_scan"], t["cpu"]), torch_threads=threads, runs=times)
+        results["rnn"][model] = row
+        loss_text = " / ".join("n/a" if losses.get(k) is None else f"{losses[k]:.5f}" for k, _ in RNN_IMPLS)
+        out(f"| {spec['label']} | {n} | {runs} | " + " | ".join(fmt_s(t[k]) for k, _ in RNN_IMPLS)
+            + f" | {fmt_x(row['vs_torch'])} | {fmt_x(row['vs_jax'])} | {loss_text} | {diff:.1e} |")
+        # the fastest run of each: see section_cnn
+        out(f"| (fastest of the {runs}) | {n} | {runs} | " + " | ".join(fmt_s(best[k]) for k, _ in RNN_IMPLS)
+            + f" | {fmt_x(ratio(best['torch'], best['cpu']))} "
+            f"| {fmt_x(ratio(best['jax_scan'], best['cpu']))} | | |")
+        spreads.append(f"{model.upper()}: " + ", ".join(
+            f"{name} {fmt_s(min(times[k]))} to {fmt_s(max(times[k]))}" for k, name in RNN_IMPLS if times[k]))
+    out()
+    out(f"Fastest to slowest of the runs: {'; '.join(spreads)}. When the slowest are many times "
+        "the fastest, other processes took cores during the run: the medians then mean little.")
     out()
 
 
@@ -1089,8 +1377,10 @@ def section_targets(results, have):
             value = results["adam"][key[1]]
         elif key[0] == "cnn" and "cnn" in results:
             value = results["cnn"]["vs_" + key[1]]
+        elif key[0] in RNN_MODELS and key[0] in results.get("rnn", {}):
+            value = results["rnn"][key[0]]["vs_" + key[1]]
         if value is None:
-            needs = ("jax" if key == ("cnn", "jax") else
+            needs = ("jax" if key[0] in ("cnn",) + tuple(RNN_MODELS) and key[1] == "jax" else
                      "torch" if "torch" in key else None)
             why = "not measured" if needs is None or have[needs] else \
                 f"{'JAX' if needs == 'jax' else 'PyTorch'} left out"
@@ -1185,6 +1475,9 @@ def header(args, torch_worker, jax_worker):
         f"Environment: {blas_env_text()}.")
     if torch_worker is not None:
         out(f"PyTorch worker (threadpoolctl): {'; '.join(torch_worker.hello['blas'])}.")
+    if jax_worker is not None:
+        out(f"JAX worker (threadpoolctl; XLA:CPU's own products are not listed): "
+            f"{'; '.join(jax_worker.hello.get('blas', ['n/a']))}.")
     out()
 
 
@@ -1218,24 +1511,27 @@ def main(argv=None):
         parser.error(f"--against {args.against}: no nnumba package folder there")
 
     started, start_clock = time.perf_counter(), cpu_clock()
-    needs_torch = any(x in sections for x in ("training", "cnn", "adam"))
+    needs_torch = any(x in sections for x in ("training", "cnn", "rnn", "adam"))
+    needs_jax = any(x in sections for x in ("cnn", "rnn"))
     results = {}
     scratch = tempfile.mkdtemp(prefix="nnumba-compare-")
     torch_worker = jax_worker = None
     try:
-        if common.mnist1d_available() and ("cnn" in sections or "compile" in sections):
+        if common.mnist1d_available() and any(x in sections for x in ("cnn", "rnn", "compile")):
             # computed once (make_dataset takes 1-2 s), read by every worker process
             path = os.path.join(scratch, "mnist1d.npz")
             common.save_mnist1d(path)
             os.environ[common.MNIST1D_FILE_VAR] = path
         torch_worker = start_worker("torch", needs_torch and not args.no_torch)
-        jax_worker = start_worker("jax", "cnn" in sections and not args.no_jax)
+        jax_worker = start_worker("jax", needs_jax and not args.no_jax)
         try:
             header(args, torch_worker, jax_worker)
             if "training" in sections:
                 section_training(args, torch_worker, results)
             if "cnn" in sections:
                 section_cnn(args, torch_worker, jax_worker, results)
+            if "rnn" in sections:
+                section_rnn(args, torch_worker, jax_worker, results)
             if "adam" in sections:
                 section_adam(args, torch_worker, results)
         finally:
@@ -1253,7 +1549,7 @@ def main(argv=None):
         os.environ.pop(common.MNIST1D_FILE_VAR, None)
     # False: wanted for a section that ran, and left out (--no-torch, --no-jax, no import)
     section_targets(results, {"torch": torch_worker is not None or not needs_torch,
-                              "jax": jax_worker is not None or "cnn" not in sections})
+                              "jax": jax_worker is not None or not needs_jax})
     import numba
 
     try:

@@ -62,8 +62,8 @@ EXPLODING_RATIO = 1e2
 
 class GradientNorms:
     """Per-layer L2 norms of every parameterised layer: ``weight[k] = ||dW_k||`` (gamma
-    for BatchNorm), ``bias[k] = ||db_k||`` (beta; NaN for a layer without bias);
-    ``layers`` names them."""
+    for BatchNorm, the recurrent W_hh of SimpleRNN, LSTM and GRU), ``bias[k] = ||db_k||``
+    (beta; b_hh; NaN for a layer without bias); ``layers`` names them."""
 
     def __init__(self, layers, weight, bias):
         self.layers = list(layers)
@@ -82,13 +82,15 @@ def gradient_norms(model, X, y):
     plan = model.plan
     weight = [np.nan] * len(plan.layer_names)
     bias = [np.nan] * len(plan.layer_names)
-    layer = -1
+    segs = plan.segs
+    column = {int(segs[s, codes.SEG_OP]): int(segs[s, codes.SEG_NORM])
+              for s in range(segs.shape[0]) if segs[s, codes.SEG_NORM] >= 0}
     for s, g in enumerate(grads):
         norm = np.linalg.norm(g.astype(np.float64))
-        if plan.segs[s, codes.SEG_NORM] >= 0:
-            layer = plan.segs[s, codes.SEG_NORM]
+        layer = column[int(segs[s, codes.SEG_OP])]
+        if segs[s, codes.SEG_NORM] >= 0:
             weight[layer] = norm
-        else:  # the second segment of the same layer
+        elif plan.params[s][0].startswith(("b", "beta")):  # the layer's (last) bias
             bias[layer] = norm
     return GradientNorms(plan.layer_names, weight, bias)
 
@@ -147,7 +149,7 @@ def gradients_through_time(model, X, y):
         dhidden = cache_views(kind, cache[rows * int(row[codes.OP_CACHE]):], n, steps, features,
                               units)[4]
         per_step = np.sqrt(np.sum(dhidden * dhidden, axis=(1, 2)))  # processing order
-        name = plan.layer_names[int(plan.segs[int(row[codes.OP_W_SEG]), codes.SEG_NORM])]
+        name = plan.layer_name_of_op(i)
         reverse[name] = bool(row[codes.OP_REVERSE])
         norms[name] = per_step[::-1] if reverse[name] else per_step
     return GradientsThroughTime(norms, reverse)

@@ -189,6 +189,73 @@ class LeakyReLU(Activation):
         return {"type": "LeakyReLU", "alpha": self.alpha}
 
 
+class CustomActivation(Activation):
+    """Base of the activations that ``activation`` makes from a Python function: its own
+    op in the op table (not fused into the Dense before it), compiled into the fused
+    forward and backward passes (``backends.<b>.rules``)."""
+
+    function = None
+    derivative = None
+    derivative_of = "output"
+    activation_name = None
+
+    def config(self):
+        return {"type": "CustomActivation", "name": self.activation_name}
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+CUSTOM_ACTIVATIONS = {}  # name -> CustomActivation subclass: how nn.load finds them
+
+
+def activation(function, derivative=None, of="output", name=None, he_init=False, check=True):
+    """A new activation layer class from y = f(z), e.g. Swish::
+
+        def swish(z):
+            return z / (1.0 + np.exp(-z))
+
+        def swish_slope(z):
+            s = 1.0 / (1.0 + np.exp(-z))
+            return s + z * s * (1.0 - s)
+
+        Swish = nn.layers.activation(swish, swish_slope, of="input")
+        model = nn.Sequential([nn.Dense(4, 16), Swish(), nn.Dense(16, 3)])
+
+    ``derivative``: f' as a function of the input z (``of="input"``) or of the output
+    y (``of="output"``, as scikit-learn's DERIVATIVES: sigmoid' = y (1 - y)), or None
+    for central differences of f (slower and approximate: for checking a model
+    before writing the derivative). Both are scalar functions (arithmetic, ``math``,
+    NumPy functions): Numba compiles them into the loops, and the numpy reference
+    calls them on arrays. ``he_init``: a Dense before it defaults to He
+    initialisation (as before ReLU) instead of Xavier. ``check``: compare the
+    derivative with central differences of f (``nn.testing.gradcheck``) the first
+    time the activation is used in a model, refusing a wrong one with a ValueError.
+    Returns the class, registered under ``name`` (default: the function's name) so
+    that ``nn.load`` finds it once the code defining it has run.
+    """
+    import inspect
+
+    for what, f in (("function", function), ("derivative", derivative)):
+        if f is not None and not inspect.isfunction(f):
+            raise TypeError(f"{what} must be a Python function of one number (def or lambda), got "
+                            f"{f!r}; wrap a NumPy ufunc as lambda z: np.tanh(z)")
+    if of not in ("input", "output"):
+        raise ValueError(f"of must be 'input' or 'output' (what the derivative takes), got {of!r}")
+    activation_name = name or function.__name__
+    if activation_name in LAYERS:
+        raise ValueError(f"the activation's name {activation_name!r} is a built-in layer's: give "
+                         f"name=...")
+    cls = type(activation_name, (CustomActivation,), {
+        "function": staticmethod(function),
+        "derivative": None if derivative is None else staticmethod(derivative),
+        "derivative_of": of, "activation_name": activation_name, "he_init": bool(he_init),
+        "check": bool(check), "code": codes.IDENTITY, "__module__": function.__module__,
+        "__doc__": function.__doc__ or f"The user-defined activation {activation_name}."})
+    CUSTOM_ACTIVATIONS[activation_name] = cls
+    return cls
+
+
 BUILTIN_ACTIVATIONS = (Identity, Sigmoid, Tanh, ReLU, LeakyReLU)
 # what a user might write to define an activation: the compiled loops never call any of it
 _ACTIVATION_METHODS = ("__call__", "call", "forward", "backward", "apply", "f", "df", "value",
@@ -205,6 +272,8 @@ def check_activation(layer):
     its own function or derivative (which would silently run as the built-in), and
     one that sets attributes the kernels never read."""
     cls = type(layer)
+    if cls in CUSTOM_ACTIVATIONS.values():
+        return  # made by nn.layers.activation: its functions are what the loops compile
     names = ", ".join(f"nn.{c.__name__}" for c in BUILTIN_ACTIVATIONS)
     supported = (f"Supported: the built-in activations ({names}), and subclasses of them "
                  f"that only change their defaults (LeakyReLU's alpha, he_init)")
@@ -431,6 +500,8 @@ class _Recurrent(Layer):
     """
 
     gates = 1
+    reported_parameter = 1  # the statistics' per-layer gradient norm is ||dW_hh||, the
+    # recurrent weight through which gradients vanish or explode over time
 
     def __init__(self, in_features, units, return_sequences=False, init=None):
         self.in_features = _checks.integer(in_features, "in_features", minimum=1)
@@ -579,6 +650,12 @@ PARAMETERISED = (Dense, BatchNorm, SimpleRNN, LSTM, GRU)  # the kinds whose grad
 
 def layer_from_config(config):
     """Rebuild a layer from ``Layer.config()`` output."""
+    if isinstance(config, dict) and config.get("type") == "CustomActivation":
+        if config.get("name") not in CUSTOM_ACTIVATIONS:
+            raise ValueError(f"the custom activation {config.get('name')!r} is not defined in this "
+                             f"process: run the code that makes it with nn.layers.activation "
+                             f"first, then load")
+        return CUSTOM_ACTIVATIONS[config["name"]]()
     if not isinstance(config, dict) or config.get("type") not in LAYERS:
         raise ValueError(f"not a layer description: {config!r}")
     kwargs = {k: v for k, v in config.items() if k != "type"}

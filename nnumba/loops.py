@@ -13,6 +13,7 @@ per-iteration statistics rows (``codes.STAT_*``).
 import numpy as np
 
 from .backends.bundles import Blocks, Data, MLPWorkspace, Program, Step, Workspace
+from .backends.codes import CUSTOM_LOSS, RULE
 # the forward modes (the MLP loop has no layer whose forward pass depends on them)
 from .backends.reference.interpreter import EVAL, TRAIN, TRAIN_UPDATE  # noqa: F401
 
@@ -27,11 +28,38 @@ class MLPLoop:
     def workspace(self, rows, dtype):
         return _MLPWorkspace(self.backend.memory, self.plan, rows, dtype)
 
-    def train_batches(self, model, data, n_rows, batch_size, first, n_iter, ws, stats, clip, mode):
+    def loss(self, model, out, target, labels, dout, result):
+        """The model's loss of outputs ``out`` (evaluate): value into result, dL/dout."""
+        self.backend.losses.loss_forward_backward(model.loss.code, out, target, labels, dout,
+                                                  result)
+
+    def train_batches(self, model, data, n_rows, batch_size, first, n_iter, ws, stats, clip, mode,
+                      comm=None):
+        """A chunk of iterations; data-parallel with ``comm`` (a ``Comm``), which on cuda runs
+        on the op-table loop (its allreduce staged through the host: the device MLP loop
+        has no point where the host could step in)."""
+        if comm is not None and self.backend.name == "cuda":
+            return self._op_loop().train_batches(model, data, n_rows, batch_size, first, n_iter,
+                                                 self._op_workspace(ws, model.dtype), stats, clip,
+                                                 mode, comm)
+        extra = () if comm is None else (comm,)
         return self.network.train_batches(
             Blocks(self.plan.blocks, self.plan.alphas), model._params, model._grads,
             model.loss.code, Data(*data), n_rows, batch_size, first, n_iter, _step(model, clip, n_iter),
-            MLPWorkspace(ws.xb, ws.tb, ws.lb, ws.acts, ws.deltas, ws.wb), stats)
+            MLPWorkspace(ws.xb, ws.tb, ws.lb, ws.acts, ws.deltas, ws.wb), stats, *extra)
+
+    def _op_loop(self):
+        loop = self.__dict__.get("_ops")
+        if loop is None:
+            loop = self._ops = OpLoop(self.backend, self.plan)
+        return loop
+
+    def _op_workspace(self, ws, dtype):
+        """The op-table workspace paired with the MLP workspace ws (made once)."""
+        paired = getattr(ws, "op_workspace", None)
+        if paired is None:
+            paired = ws.op_workspace = self._op_loop().workspace(ws.rows, dtype)
+        return paired
 
     def forward(self, model, x, ws, mode):
         """Outputs of the batch x as an (n, n_out) view of ws."""
@@ -76,8 +104,31 @@ class OpLoop:
         memory = backend.memory
         # the tables, as the backend's interpreter reads them (host arrays on every backend:
         # the cuda interpreter's loop runs on the host)
-        self.program = Program(plan.ops, plan.fops, plan.segs)
+        self.tables = Program(plan.ops, plan.fops, plan.segs, None, None)
+        self._programs = {}
         self.memory = memory
+
+    def program(self, model):
+        """The tables with the model's custom activations and custom loss compiled for its
+        dtype (once per dtype and loss)."""
+        loss = model.loss if model.loss is not None and model.loss.code == CUSTOM_LOSS else None
+        key = (model.dtype.name, type(loss))
+        if key not in self._programs:
+            rules, specs = self.backend.rules, self.plan.custom_specs()
+            self._programs[key] = self.tables._replace(
+                custom=rules.compile_activations(specs, model.dtype) if specs else None,
+                loss=None if loss is None else rules.compile_loss(
+                    loss.value_function, loss.gradient_function, model.dtype))
+        return self._programs[key]
+
+    def loss(self, model, out, target, labels, dout, result):
+        """The model's loss of outputs ``out`` (evaluate): value into result, dL/dout."""
+        program = self.program(model)
+        if program.loss is None:
+            self.backend.losses.loss_forward_backward(model.loss.code, out, target, labels, dout,
+                                                      result)
+        else:
+            self.backend.rules.apply_loss(program.loss, out, target, out[:0, 0], dout, result)
 
     def workspace(self, rows, dtype):
         plan, memory = self.plan, self.memory
@@ -91,23 +142,27 @@ class OpLoop:
             memory.zeros(rows, dtype))
         return _OpWorkspace(rows, ws)
 
-    def train_batches(self, model, data, n_rows, batch_size, first, n_iter, ws, stats, clip, mode):
+    def train_batches(self, model, data, n_rows, batch_size, first, n_iter, ws, stats, clip, mode,
+                      comm=None):
+        extra = () if comm is None else (comm,)
         return self.interpreter.train_batches(
-            self.program, model._params, model._grads, model._buffers, model.loss.code,
+            self.program(model), model._params, model._grads, model._buffers, model.loss.code,
             Data(*data), n_rows, batch_size, first, n_iter, _step(model, clip, n_iter),
-            ws.bundle, stats)
+            ws.bundle, stats, *extra)
 
     def forward(self, model, x, ws, mode):
-        self.interpreter.forward(self.program, model._params, model._buffers, x, ws.bundle, mode,
-                                 model._dropout_seed, model.optimizer.t + 1 if model.optimizer else 1)
-        return self.interpreter.output_view(self.program, ws.bundle.acts, ws.rows, x.shape[0])
+        self.interpreter.forward(self.program(model), model._params, model._buffers, x, ws.bundle,
+                                 mode, model._dropout_seed,
+                                 model.optimizer.t + 1 if model.optimizer else 1)
+        return self.interpreter.output_view(self.tables, ws.bundle.acts, ws.rows, x.shape[0])
 
     def output_gradient(self, x, ws):
-        return self.interpreter.output_view(self.program, ws.bundle.deltas, ws.rows, x.shape[0])
+        return self.interpreter.output_view(self.tables, ws.bundle.deltas, ws.rows, x.shape[0])
 
     def loss_and_gradients(self, model, grads, x, target, labels, ws, mode):
         self.interpreter.loss_and_gradients(
-            self.program, model._params, grads, model._buffers, model.loss.code, x, target, labels,
+            self.program(model), model._params, grads, model._buffers, model.loss.code, x, target,
+            labels,
             ws.bundle, mode, model._dropout_seed, model.optimizer.t + 1)
 
 
@@ -138,11 +193,16 @@ def _step(model, clip, n_iter):
     """The optimizer's bundle for one call of a loop (hyperparameters read now, a
     schedule's learning rates for the call's n_iter steps)."""
     opt = model.optimizer
+    rule = opt.compiled_step(model._backend, model.dtype) if opt.code == RULE else None
     return Step(opt.code, opt.state, opt.hp_vector(), opt.t, clip[0], clip[1], model._dropout_seed,
-                opt.learning_rates(opt.t + 1, n_iter))
+                opt.learning_rates(opt.t + 1, n_iter), rule)
 
 
-def loop_for(backend, plan):
-    """The loop that runs ``plan``: the MLP loop for Dense layers and activations only."""
-    return MLPLoop(backend, plan) if plan.is_mlp else OpLoop(backend, plan)
+def loop_for(backend, plan, optimizer=None, loss=None):
+    """The loop that runs ``plan``: the MLP loop for Dense layers and activations only,
+    unless the optimizer or the loss is user-defined (which the op-table loop takes)."""
+    if plan.is_mlp and (optimizer is None or optimizer.code != RULE) and \
+            (loss is None or loss.code != CUSTOM_LOSS):
+        return MLPLoop(backend, plan)
+    return OpLoop(backend, plan)
 

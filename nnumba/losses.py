@@ -182,11 +182,94 @@ class CrossEntropy(Loss):
 LOSSES = {cls.name: cls for cls in (MSE, MAE, Huber, BinaryCrossEntropy, CrossEntropy)}
 
 
+class CustomLoss(Loss):
+    """Base of the losses that ``loss`` makes from Python functions: L is the mean over all
+    n k elements of value(output, target) (times each row's sample weight), and
+    dL/d(output) = gradient(output, target) / (n k), like mse; float targets of the
+    output's shape. Compiled into the fused loop (``backends.<b>.rules.compile_loss``)."""
+
+    code = codes.CUSTOM_LOSS
+    value_function = gradient_function = output_function = None
+
+    def prepare_targets(self, y, n_samples, n_out, dtype, name="y"):
+        return _float_targets(y, n_samples, n_out, dtype, name), np.zeros(0, np.int64)
+
+    def output_transform(self, z):
+        if self.output_function is None:
+            return z
+        from .backends.reference.rules import _pairwise
+
+        return _pairwise(lambda a, _: self.output_function(a), z, z).astype(z.dtype)
+
+    def _evaluate(self, output, target):
+        from .backends.reference.rules import compile_loss
+
+        output = _checks.array_2d(output, "output")
+        if not np.issubdtype(output.dtype, np.floating):
+            output = output.astype(np.float64)
+        T, _ = self.prepare_targets(target, output.shape[0], output.shape[1], output.dtype,
+                                    name="target")
+        dout, result = np.empty_like(output), np.zeros(2)
+        compile_loss(self.value_function, self.gradient_function, output.dtype)(
+            output, T, np.zeros(0, output.dtype), dout, result)
+        return result, dout
+
+
+CUSTOM_LOSSES = {}  # name -> CustomLoss subclass: how nn.load finds them
+
+
+def loss(value, gradient, output=None, name=None, check=True):
+    """A new loss class from element-wise functions of one output o and its target t, e.g.
+    the log-cosh loss::
+
+        def log_cosh(o, t):
+            return np.log(np.cosh(o - t))
+
+        def log_cosh_grad(o, t):
+            return np.tanh(o - t)
+
+        LogCosh = nn.losses.loss(log_cosh, log_cosh_grad)
+        model.compile(LogCosh(), "adam")
+
+    L = mean over the batch's n k elements of value(o, t) (weighted per row by
+    sample_weight, as the built-ins), dL/do = gradient(o, t) / (n k). ``output``:
+    the transform ``predict`` applies to each raw output (e.g. a sigmoid, or exp for
+    a Poisson rate), none by default. ``check``: compare the gradient with central
+    differences of the value (``nn.testing.gradcheck``) at ``compile``, refusing a
+    wrong one with a ValueError. The functions are scalar (arithmetic, ``math``,
+    NumPy functions): Numba compiles them into the loops, the numpy reference calls
+    them on arrays. Returns the class, registered under ``name`` (default: the
+    value function's name) so that ``nn.load`` finds it once it has been made.
+    """
+    import inspect
+
+    for what, f in (("value", value), ("gradient", gradient), ("output", output)):
+        if f is not None and not inspect.isfunction(f):
+            raise TypeError(f"{what} must be a Python function (def or lambda), got {f!r}")
+    if value is None or gradient is None:
+        raise TypeError("a loss needs both value(o, t) and gradient(o, t)")
+    loss_name = name or value.__name__
+    if loss_name in LOSSES:
+        raise ValueError(f"the loss's name {loss_name!r} is a built-in loss's: give name=...")
+    cls = type(loss_name, (CustomLoss,), {
+        "name": loss_name, "value_function": staticmethod(value),
+        "gradient_function": staticmethod(gradient),
+        "output_function": None if output is None else staticmethod(output),
+        "check": bool(check), "__module__": value.__module__,
+        "__doc__": value.__doc__ or f"The user-defined loss {loss_name}."})
+    CUSTOM_LOSSES[loss_name] = cls
+    return cls
+
+
 def get_loss(loss):
     """A loss object from a name in LOSSES or a Loss instance."""
     if isinstance(loss, Loss):
         return loss
+    if isinstance(loss, type) and issubclass(loss, CustomLoss):
+        return loss()
     if isinstance(loss, str):
+        if loss in CUSTOM_LOSSES:
+            return CUSTOM_LOSSES[loss]()
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}: expected one of {', '.join(map(repr, LOSSES))}")
         return LOSSES[loss]()
@@ -210,6 +293,8 @@ def check_supported(loss):
     defining its own value or gradient (``fit`` would silently train the built-in
     one), or one with attributes (hyperparameters) that no kernel reads."""
     cls = type(loss)
+    if cls in CUSTOM_LOSSES.values():
+        return  # made by nn.losses.loss: its functions are what the loops compile
     names = ", ".join(map(repr, LOSSES))
     classes = ", ".join(f"nn.losses.{c.__name__}()" for c in LOSSES.values())
     supported = (f"Supported: the built-in losses by name ({names}) or class ({classes}); "

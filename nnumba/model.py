@@ -33,6 +33,42 @@ EVAL_BATCH = 1024
 PROGRESS_STEPS = 20
 
 
+def _check_custom_activations(plan):
+    """Each custom activation's derivative against central differences of its function
+    (``nn.testing.gradcheck`` on a small input, in float64 on the numpy reference), once
+    per activation and process, unless it was made with check=False: a wrong one is
+    refused with the error found."""
+    from .testing import gradcheck
+
+    for cls in plan.custom_activations:
+        if cls.check and cls.derivative is not None and not cls.__dict__.get("_checked"):
+            z = np.concatenate([np.linspace(-3.0, 3.0, 13), [0.1, -0.7, 1.9]]).reshape(1, -1)
+            result = gradcheck(cls(), z, backend="numpy", raise_exception=False)
+            if not result.passed:
+                raise ValueError(f"the derivative of the custom activation {cls.__name__} does not "
+                                 f"match central differences of its function (make it with "
+                                 f"check=False to skip this):\n{result}")
+            cls._checked = True
+
+
+def _check_custom_loss(loss):
+    """A custom loss's gradient against central differences of its value (on a small input,
+    float64, the numpy reference), once per loss and process unless made with check=False."""
+    from .testing import gradcheck
+
+    cls = type(loss)
+    if getattr(cls, "check", False) and loss.code == codes.CUSTOM_LOSS and \
+            not cls.__dict__.get("_checked"):
+        rng = np.random.default_rng(0)
+        result = gradcheck(loss, rng.normal(size=(3, 4)), rng.normal(size=(3, 4)), backend="numpy",
+                           raise_exception=False)
+        if not result.passed:
+            raise ValueError(f"the gradient of the custom loss {cls.__name__} does not match "
+                             f"central differences of its value (make it with check=False to "
+                             f"skip this):\n{result}")
+        cls._checked = True
+
+
 def _dtype(dtype):
     try:
         name = None if dtype is None else np.dtype(dtype).name  # np.dtype(None) is float64
@@ -115,6 +151,7 @@ class Sequential:
 
     def __init__(self, layers, backend="cpu", dtype="float32", seed=None, input_shape=None):
         plan = Plan(layers, input_shape)
+        _check_custom_activations(plan)
         self.dtype = _dtype(dtype)
         self._backend = get_backend(backend)
         if seed is not None:
@@ -251,6 +288,11 @@ class Sequential:
             raise ValueError("this optimizer already trains another model; give each model its own")
         optimizer.bind(self.plan.n_params, self.dtype, self._backend)
         optimizer._model = self
+        _check_custom_loss(loss)
+        loop = loop_for(self._backend, self.plan, optimizer, loss)
+        if type(loop) is not type(self._loop):  # a user-defined rule runs on the op-table loop
+            with self._workspaces_lock:
+                self._loop, self._workspaces = loop, {}
         self.loss, self.optimizer = loss, optimizer
         self.metrics = resolved
 
@@ -373,11 +415,13 @@ class Sequential:
         value = clip_grad_value if clip_grad_value is not None else self.optimizer.clip_grad_value
         return (np.inf if norm is None else norm), (np.inf if value is None else value)
 
-    def _train_batches(self, data, order, n_rows, batch_size, first, n_iter, ws, stats, clip):
-        """One call of the backend's compiled loop; returns the iterations completed."""
+    def _train_batches(self, data, order, n_rows, batch_size, first, n_iter, ws, stats, clip,
+                       comm=None):
+        """One call of the backend's compiled loop (data-parallel with ``comm``, a
+        ``bundles.Comm``); returns the iterations completed."""
         X, T, labels, weights = data
         done = self._loop.train_batches(self, (X, T, labels, order, weights), n_rows, batch_size,
-                                        first, n_iter, ws, stats, clip, None)
+                                        first, n_iter, ws, stats, clip, None, comm)
         self.optimizer.t += int(done)
         return int(done)
 
@@ -395,7 +439,7 @@ class Sequential:
     def fit(self, X, y, epochs=1, batch_size=32, shuffle=True, drop_last=False, validation_data=None,
             verbose=0, callbacks=None, clip_grad_norm=None, clip_grad_value=None,
             record_grad_norms="epoch", validation_split=0.0, class_weight=None, sample_weight=None,
-            initial_epoch=0):
+            initial_epoch=0, distributed=None):
         """Train for ``epochs`` passes over (X, y) in batches of ``batch_size``.
 
         Each epoch has ceil(N / batch_size) iterations (floor with drop_last),
@@ -436,16 +480,28 @@ class Sequential:
         state and step count, shuffling generator and ``epochs_trained`` all
         agree, so a later ``fit`` continues exactly as if the run had stopped
         after the last completed epoch.
+
+        ``distributed="mpi"``: data-parallel training over the ranks of an MPI job
+        (``mpiexec -n 4 python -m mpi4py train.py``; see ``nnumba.distributed``).
+        Every rank passes the same arguments and data; ``batch_size`` is the global
+        batch, of which each rank computes its share, and the result is the
+        single-process training up to rounding. Outside MPI, or with one rank, it
+        trains exactly as without it.
         """
-        self._require_compiled("fit")
-        with self._exclusive_training("fit"):
-            return self._fit(X, y, epochs, batch_size, shuffle, drop_last, validation_data, verbose,
-                             callbacks, clip_grad_norm, clip_grad_value, record_grad_norms,
-                             validation_split, class_weight, sample_weight, initial_epoch)
+        run = _distributed_run(distributed)  # None: alone, MPI not even imported
+        if run is None:
+            self.__dict__.pop("_replica_rank", None)
+        with contextlib.nullcontext() if run is None else run:
+            self._require_compiled("fit")
+            with self._exclusive_training("fit"):
+                return self._fit(X, y, epochs, batch_size, shuffle, drop_last, validation_data,
+                                 verbose, callbacks, clip_grad_norm, clip_grad_value,
+                                 record_grad_norms, validation_split, class_weight, sample_weight,
+                                 initial_epoch, run)
 
     def _fit(self, X, y, epochs, batch_size, shuffle, drop_last, validation_data, verbose, callbacks,
              clip_grad_norm, clip_grad_value, record_grad_norms, validation_split, class_weight,
-             sample_weight, initial_epoch):
+             sample_weight, initial_epoch, run=None):
         _check_in_dtype(self.optimizer, self.dtype)
         X, T, labels = self._prepare(X, y)
         weights = self._sample_weights(sample_weight, class_weight, X.shape[0], labels, T)
@@ -492,6 +548,16 @@ class Sequential:
         n_rows = int(sizes.sum())
         history = History(n, batch_size, ipe, self.plan.layer_names, record_grad_norms == "iteration")
         self._check_batchnorm_rows(sizes)
+        comm = None
+        if run is not None:  # every rank got here, with the same arguments and data, or all raise
+            run.agree(self, _distributed_facts(self, n, batch_size, epochs, initial_epoch, shuffle,
+                                               drop_last, clip),
+                      {"X": (X,), "y": (T, labels), "the sample weights": (weights,),
+                       "the validation data": validation or (), "the layers": (self.plan.ops,
+                                                                              self.plan.fops)})
+            run.start_training(self)  # rank 0's weights, state and generator on every rank
+            run.warn_small_batches(batch_size)
+            comm, verbose = run.comm, (verbose if run.rank == 0 else 0)
         if epochs == initial_epoch:
             return history
 
@@ -521,12 +587,12 @@ class Sequential:
                     for first in range(0, ipe, chunk):
                         n_iter = min(chunk, ipe - first)
                         done = self._train_batches(data, order, n_rows, batch_size, first, n_iter, ws,
-                                                   stats[first:first + n_iter], clip)
+                                                   stats[first:first + n_iter], clip, comm)
                         if done < n_iter:
                             self._diverged(stats, history, epoch, first + done, ipe, snapshot,
                                            lambda k: self._train_batches(data, order, n_rows,
                                                                          batch_size, 0, k, ws,
-                                                                         stats[:k], clip))
+                                                                         stats[:k], clip, comm))
                         if bar is not None:
                             seen = memory.to_host(stats[:first + n_iter])
                             w = sizes[:first + n_iter]
@@ -539,7 +605,7 @@ class Sequential:
                         logs["accuracy"] = host[:, codes.STAT_CORRECT].sum() / (n_rows * per_sample)
                     if validation is not None:
                         logs.update({f"val_{k}": v for k, v in
-                                     self._evaluate(*validation, EVAL_BATCH).items()})
+                                     self._evaluate(*validation, EVAL_BATCH, run).items()})
                     norms = host[:, codes.STAT_NORMS:]
                     history.record_iterations(host[:, codes.STAT_LOSS], norms)
                     history.record_epoch(logs, norms.mean(axis=0))
@@ -560,6 +626,8 @@ class Sequential:
                     print(f"Epoch {epoch + 1}/{epochs} - {ipe} iterations - {metrics} "
                           f"({time.perf_counter() - started:.2f} s)")
                 _callback(callbacks, "on_epoch_end", logs, epoch)
+                if run is not None:  # the ranks' weights agree; a stop on any rank stops all
+                    run.end_epoch(self, epoch)
                 if self.stop_training:
                     break
         _callback(callbacks, "on_train_end", {})
@@ -654,10 +722,14 @@ class Sequential:
                    _checks.integer(batch_size, "batch_size", minimum=1))
         return rows, [(a, min(a + rows, n)) for a in range(0, n, rows)]
 
-    def _evaluate(self, X, T, labels, batch_size):
+    def _evaluate(self, X, T, labels, batch_size, run=None):
         memory, plan = self._backend.memory, self.plan
         n = X.shape[0]
         rows, chunks = self._chunks(n, batch_size)
+        if run is not None:  # this rank's rows only; the sums and outputs are gathered below
+            lo, hi = run.rows(n)
+            rows, chunks = self._chunks(max(hi - lo, 1), batch_size)
+            chunks = [(lo + a, min(lo + b, hi)) for a, b in chunks] if hi > lo else []
         x_all, t_all, l_all = self._upload(X, T, labels)
         loss_sum, correct = 0.0, 0.0
         outputs = np.empty((n, plan.n_out), self.dtype) if self.metrics else None
@@ -667,13 +739,16 @@ class Sequential:
                 out = self._loop.forward(self, x, ws, EVAL)
                 if outputs is not None:
                     outputs[a:b] = memory.to_host(out)
-                self._backend.losses.loss_forward_backward(
-                    self.loss.code, out,
+                self._loop.loss(
+                    self, out,
                     t_all[a:b] if t_all.shape[0] else t_all, l_all[a:b] if l_all.shape[0] else l_all,
                     self._loop.output_gradient(x, ws), ws.result)
                 result = memory.to_host(ws.result)
                 loss_sum += result[0] * (b - a)
                 correct += result[1]
+        if run is not None:
+            loss_sum, correct, outputs = run.combine(
+                loss_sum, correct, None if outputs is None else outputs[lo:hi], n)
         metrics = {"loss": loss_sum / n}
         if self.loss.has_accuracy:
             metrics["accuracy"] = correct / (n * self.loss.correct_per_sample(plan.n_out))
@@ -682,12 +757,21 @@ class Sequential:
                 metrics[name] = fn(outputs, T, labels, self.loss.code)
         return metrics
 
-    def evaluate(self, X, y, batch_size=None):
+    def evaluate(self, X, y, batch_size=None, distributed=None):
         """{"loss": mean loss, "accuracy": fraction correct (classification losses only),
-        and each metric given to ``compile``}."""
-        self._require_compiled("evaluate")
-        X, T, labels = self._prepare(X, y)
-        return {k: float(v) for k, v in self._evaluate(X, T, labels, batch_size).items()}
+        and each metric given to ``compile``}. ``distributed="mpi"``: each rank of an MPI
+        job evaluates its share of the rows (every rank passes the same X and y and holds
+        the same weights), and every rank returns the results over all of them."""
+        run = _distributed_run(distributed)
+        with contextlib.nullcontext() if run is None else run:
+            self._require_compiled("evaluate")
+            X, T, labels = self._prepare(X, y)
+            if run is not None:  # every rank got here with the same data and weights, or all raise
+                run.agree(self, {}, {"X": (X,), "y": (T, labels),
+                                     "the weights": (self._backend.memory.to_host(self._params),),
+                                     "the layers": (self.plan.ops, self.plan.fops)},
+                          training=False)
+            return {k: float(v) for k, v in self._evaluate(X, T, labels, batch_size, run).items()}
 
     def predict(self, X, batch_size=None):
         """Network outputs for X: probabilities for the classification losses
@@ -720,7 +804,11 @@ class Sequential:
     # ---- persistence ---------------------------------------------------------------------------
     def save(self, path):
         """Write the model (architecture, weights, optimizer state, counters and the
-        shuffling generator's state) to one .npz file, atomically."""
+        shuffling generator's state) to one .npz file, atomically. A model trained with
+        ``distributed="mpi"`` is written by rank 0 only (every rank holds the same
+        model): on the other ranks save does nothing."""
+        if self.__dict__.get("_replica_rank", 0):
+            return
         from .persistence import save_model
 
         save_model(self, path)
@@ -744,6 +832,28 @@ class Sequential:
         self.__dict__.update(built.__dict__)
         if self.optimizer is not None:
             self.optimizer._model = self
+
+
+def _distributed_run(distributed):
+    """``nnumba.distributed.Run`` for a data-parallel call, or None (training alone: no
+    distributed, or no MPI, or one rank), without importing MPI for None."""
+    if distributed is None or distributed is False:
+        return None
+    from . import distributed as dist
+
+    world = dist.world(distributed)
+    return None if world is None else dist.Run(world)
+
+
+def _distributed_facts(model, n, batch_size, epochs, initial_epoch, shuffle, drop_last, clip):
+    """What every rank of a distributed fit must agree on, besides the arrays."""
+    opt = model.optimizer
+    return {"the backend and dtype": f"{model.backend} {model.dtype.name}",
+            "the number of samples": int(n), "batch_size": int(batch_size),
+            "epochs": f"{initial_epoch} to {epochs}", "shuffle and drop_last": f"{shuffle} {drop_last}",
+            "the loss": model.loss.name, "the optimizer": f"{type(opt).__name__} "
+            f"{sorted((k, str(v)) for k, v in opt.hyperparameters().items())}",
+            "the clipping": str(clip)}
 
 
 def _check_in_dtype(optimizer, dtype):

@@ -216,7 +216,10 @@ class Optimizer:
             g = g.copy()
             reference.gradients.apply_weight_decay(w, g, hp)
         self.t += 1
-        reference.optim.optimizer_step(self.code, w, g, self._state, hp, self.t)
+        self._apply(reference, w, g, hp)
+
+    def _apply(self, reference, w, g, hp):
+        return reference.optim.optimizer_step(self.code, w, g, self._state, hp, self.t)
 
 
 class SGD(Optimizer):
@@ -323,11 +326,149 @@ class AdamW(Adam):
 OPTIMIZERS = {cls.__name__.lower(): cls for cls in (SGD, Momentum, RMSprop, Adam, AdamW)}
 
 
+# ---- user-defined rules -------------------------------------------------------------------
+RULES = {}  # name -> Rule subclass, filled by ``rule``: how nn.load finds a saved model's rule
+
+
+class Rule(Optimizer):
+    """Base of the optimizers that ``rule`` makes from a Python function of scalars.
+
+    The function, ``f(w, g, s_1, ..., s_k, h_1, ..., h_m, t)``, gets one parameter w,
+    its gradient g, the rule's state slots (zero at the start, saved with the model),
+    its hyperparameters (rounded to the model's dtype) and the step t >= 1, and
+    returns the new w, or with state the tuple (w, s_1, ..., s_k). It is compiled
+    into the fused training loop: with @njit and inlined into one pass over the
+    parameters on cpu (a C callback the loop takes, so the loop itself is compiled
+    once for all rules), as a device function on cuda, and called on whole arrays
+    by the numpy reference. Clipping, weight decay (coupled, applied to g before the
+    rule), learning-rate schedules (for ``lr``) and the non-finite checks work as
+    for the built-ins.
+    """
+
+    code = codes.RULE
+    function = None
+    rule_hyperparameters = ()   # the function's hyperparameter arguments, in order
+
+    def __init__(self, clip_grad_norm=None, clip_grad_value=None, weight_decay=0.0, **values):
+        lr = values.pop("lr", None)
+        super().__init__(lr if lr is not None else 0.001, clip_grad_norm, clip_grad_value,
+                         weight_decay)
+        unknown = sorted(set(values) - set(self.rule_hyperparameters))
+        if unknown:
+            raise TypeError(f"{type(self).__name__} got unexpected hyperparameter(s) "
+                            f"{', '.join(unknown)}; its hyperparameters are "
+                            f"{', '.join(self.rule_hyperparameters)}")
+        for name in self.rule_hyperparameters:
+            if name != "lr":
+                self.__dict__[name] = _checks.real(values.get(name, self.defaults[name]), name)
+        self._steps = {}
+
+    @property
+    def name(self):
+        return self.rule_name
+
+    @property
+    def HYPERPARAMETERS(self):
+        return (*self.rule_hyperparameters, "clip_grad_norm", "clip_grad_value", "weight_decay")
+
+    def hp_vector(self):
+        """The built-ins' slots (lr, weight decay) and then, from codes.N_HP on, the
+        rule's hyperparameters other than lr, in the function's order."""
+        hp = super().hp_vector()
+        extra = [getattr(self, name) for name in self.rule_hyperparameters if name != "lr"]
+        return np.concatenate([hp, np.asarray(extra, dtype=np.float64)])
+
+    def hp_columns(self):
+        """Where each of the function's hyperparameters sits in ``hp_vector``."""
+        columns, k = [], codes.N_HP
+        for name in self.rule_hyperparameters:
+            if name == "lr":
+                columns.append(codes.HP_LR)
+            else:
+                columns.append(k)
+                k += 1
+        return tuple(columns)
+
+    def compiled_step(self, backend, dtype):
+        """The rule compiled for ``backend`` and ``dtype`` (``backends.<b>.rules``), made
+        once per class and process."""
+        key = (backend.name, np.dtype(dtype).name)
+        cache = type(self)._compiled
+        if key not in cache:
+            cache[key] = backend.rules.compile_rule(self.function, len(self.slots),
+                                                    self.hp_columns(), dtype)
+        return cache[key]
+
+    def _apply(self, reference, w, g, hp):
+        return self.compiled_step(reference, w.dtype)(w, g, self._state, hp, self.t)
+
+
+def rule(state=(), defaults=None, name=None):
+    """Make an optimizer from an element-wise update rule, e.g. Lion::
+
+        @nn.optim.rule(state=("m",), defaults=dict(lr=1e-4, beta1=0.9, beta2=0.99))
+        def lion(w, g, m, lr, beta1, beta2, t):
+            c = beta1 * m + (1 - beta1) * g
+            return w - lr * np.sign(c), beta2 * m + (1 - beta2) * g
+
+        model.compile("cross_entropy", lion(lr=3e-4))
+
+    ``state``: the names of the state slots (each a buffer like the parameters,
+    zero at the start); ``defaults``: every hyperparameter the function takes, with
+    its default (``lr`` is the learning rate: schedules apply to it). The function's
+    arguments must be w, g, the state slots in order, the hyperparameters, and t;
+    it returns the new w, or with state the tuple (w, *new state). Write it with
+    arithmetic, ``math`` or NumPy scalar functions: Numba compiles it (see
+    ``Rule``). Returns the optimizer class, registered under ``name`` (default:
+    the function's name) so that ``nn.load`` rebuilds a saved model's rule once the
+    code defining it has run.
+    """
+    import inspect
+
+    state = tuple(state)
+    defaults = dict(defaults or {})
+
+    def make(function):
+        args = list(inspect.signature(function).parameters)
+        expected_head = ["w", "g", *state]
+        if args[:len(expected_head)] != expected_head or not args or args[-1] != "t":
+            raise TypeError(f"the rule {function.__name__} takes ({', '.join(args)}); it must take "
+                            f"(w, g{''.join(', ' + s for s in state)}, <hyperparameters>, t)")
+        hps = tuple(args[len(expected_head):-1])
+        missing = [h for h in hps if h not in defaults]
+        extra = [h for h in defaults if h not in hps]
+        if missing or extra:
+            raise TypeError(f"the rule {function.__name__}: defaults must give exactly its "
+                            f"hyperparameters {', '.join(hps) or '(none)'}"
+                            f"{'; missing ' + ', '.join(missing) if missing else ''}"
+                            f"{'; not arguments: ' + ', '.join(extra) if extra else ''}")
+        if "lr" not in hps:
+            raise TypeError(f"the rule {function.__name__} has no lr argument: every optimizer "
+                            f"has a learning rate (schedules and the CLI set it)")
+        rule_name = (name or function.__name__).lower()
+        if rule_name in OPTIMIZERS:
+            raise ValueError(f"the rule's name {rule_name!r} is a built-in optimizer's: give "
+                             f"name=... to rule()")
+        cls = type(function.__name__, (Rule,), {
+            "function": staticmethod(function), "slots": state, "rule_hyperparameters": hps,
+            "defaults": defaults, "rule_name": rule_name, "_compiled": {},
+            "__doc__": function.__doc__ or f"The user-defined rule {function.__name__}.",
+            "__module__": function.__module__})
+        RULES[rule_name] = cls
+        return cls
+
+    return make
+
+
 def get_optimizer(optimizer):
     """An optimizer from a name in OPTIMIZERS (default hyperparameters) or an instance."""
     if isinstance(optimizer, Optimizer):
         return optimizer
+    if isinstance(optimizer, type) and issubclass(optimizer, Rule):
+        return optimizer()
     if isinstance(optimizer, str):
+        if optimizer.lower() in RULES:
+            return RULES[optimizer.lower()]()
         if optimizer.lower() not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {optimizer!r}: expected one of "
                              f"{', '.join(map(repr, OPTIMIZERS))} or an nn.optim object")
@@ -355,6 +496,8 @@ def check_supported(optimizer):
     rule), one that changes ``code``, ``slots``, ``decoupled`` or
     ``HYPERPARAMETERS``, and one with attributes that no kernel reads."""
     cls = type(optimizer)
+    if cls in RULES.values():
+        return  # made by nn.optim.rule: its function is what fit compiles
     names = ", ".join(map(repr, OPTIMIZERS))
     builtin = next((c for c in cls.__mro__ if c in OPTIMIZERS.values()), None)
     supported = (f"Supported: the built-in optimizers by name ({names}) or class "

@@ -82,8 +82,8 @@ from numpy.lib import format as npformat
 
 from .backends import BACKENDS, get_backend
 from .layers import Dense, layer_from_config
-from .losses import LOSSES
-from .optim import OPTIMIZERS
+from .losses import CUSTOM_LOSSES, LOSSES
+from .optim import OPTIMIZERS, RULES
 from .plan import Plan
 
 FORMAT = "nnumba.Sequential"
@@ -700,14 +700,23 @@ def _loss_and_optimizer(loss, optimizer):
     """(loss name, optimizer object) of a compiled model, (None, None) otherwise."""
     if loss is None and optimizer is None:
         return None, None
-    if not isinstance(loss, str) or loss not in LOSSES:
-        raise ValueError(f"its loss is {loss!r}")
+    if isinstance(loss, str) and loss not in LOSSES and loss in CUSTOM_LOSSES:
+        loss = CUSTOM_LOSSES[loss]()
+    elif not isinstance(loss, str) or loss not in LOSSES:
+        raise ValueError(f"its loss is {loss!r}" + (
+            ", neither a built-in loss nor one made in this process (make it with "
+            "nn.losses.loss first, then load)" if isinstance(loss, str) else ""))
     if not isinstance(optimizer, dict) or not isinstance(optimizer.get("name"), str) \
-            or optimizer["name"].lower() not in OPTIMIZERS \
             or not isinstance(optimizer.get("hyperparameters"), dict):
         raise ValueError(f"its optimizer is {optimizer!r}")
+    name = optimizer["name"].lower()
+    known = {**RULES, **OPTIMIZERS}
+    if name not in known:
+        raise ValueError(f"its optimizer is {optimizer['name']!r}, neither a built-in one nor a rule "
+                         f"defined in this process (run the code that defines it with "
+                         f"@nn.optim.rule first, then load)")
     try:
-        return loss, OPTIMIZERS[optimizer["name"].lower()](**optimizer["hyperparameters"])
+        return loss, known[name](**optimizer["hyperparameters"])
     except (TypeError, ValueError) as exc:
         raise ValueError(f"its optimizer's hyperparameters: {exc}") from None
 

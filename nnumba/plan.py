@@ -28,7 +28,8 @@ import numpy as np
 from .backends import codes
 from .backends.reference.recurrent import cache_width, scratch_width
 from .layers import (GRU, LSTM, RECURRENT, Activation, AvgPool1D, BatchNorm, Bidirectional, Conv1D,
-                     Dense, Dropout, Flatten, GlobalAvgPool1D, Layer, MaxPool1D, Residual, SimpleRNN)
+                     CustomActivation, Dense, Dropout, Flatten, GlobalAvgPool1D, Layer, MaxPool1D,
+                     Residual, SimpleRNN)
 
 _KINDS = {Dense: codes.OP_DENSE, Conv1D: codes.OP_CONV1D, MaxPool1D: codes.OP_MAXPOOL1D,
           AvgPool1D: codes.OP_AVGPOOL1D, GlobalAvgPool1D: codes.OP_GLOBAL_AVGPOOL1D,
@@ -73,6 +74,7 @@ class Plan:
         self._counts = {}
         self.n_params = self.n_buffers = 0
         self.width = self.cache_width = self.icache_width = self.scratch_width = 0
+        self.custom_activations = []  # the CustomActivation classes, by their OP_K index
         region, shape = self._add_layers(list(layers), -1, self.input_shape)
         if not self._ops:
             raise ValueError("layers has nothing to compute: a model needs at least one Dense, "
@@ -85,7 +87,7 @@ class Plan:
         self.segs = np.array(self._segs, dtype=np.int64).reshape(-1, codes.SEG_N_COLS)
         self.n_in = int(np.prod(self.input_shape))
         self.n_out = int(np.prod(self.output_shape))
-        self.is_mlp = len(self.input_shape) == 1 and \
+        self.is_mlp = len(self.input_shape) == 1 and not self.custom_activations and \
             all(type(layer) is Dense or isinstance(layer, Activation) for layer in layers) \
             and any(type(layer) is Dense for layer in layers)
         self.blocks = self.alphas = self.mlp_width = None
@@ -153,11 +155,12 @@ class Plan:
         norm_col = len(self.layer_names)
         self.layer_names.append(name)
         k = len(self.weight_layers)
+        reported = getattr(layer, "reported_parameter", 0)  # whose norm the statistics show
         for j, spec in enumerate(specs):
             seg = len(self._segs)
             length = int(np.prod(spec.shape))
             self._segs.append([self.n_params, length, op, int(spec.decay),
-                               norm_col if j == 0 else -1])
+                               norm_col if j == reported else -1])
             self.params.append((f"{spec.name}{k}", self.n_params, spec.shape))
             self.param_specs.append((layer, spec, default_init))
             self.n_params += length
@@ -171,7 +174,9 @@ class Plan:
             out_shape = layer.output_shape(shape)
             if isinstance(layer, Dense):  # Dense or Conv1D, with the activation after it
                 nxt = layers[i + 1] if i + 1 < len(layers) else None
-                act = nxt if isinstance(nxt, Activation) else None
+                # a custom activation is an op of its own (the Dense kernels know the built-ins)
+                act = nxt if isinstance(nxt, Activation) and \
+                    not isinstance(nxt, CustomActivation) else None
                 if isinstance(layer, Conv1D):
                     steps_out = out_shape[0]
                     width = layer.kernel_size * layer.in_channels
@@ -184,8 +189,15 @@ class Plan:
                     region = self._op(codes.OP_DENSE, region, shape, out_shape,
                                       act=act.code if act else codes.IDENTITY,
                                       alpha=act.alpha if act else 0.0)
-                self._parameters(layer, shape, "he" if act is not None and act.he_init else "xavier")
+                he = nxt is not None and isinstance(nxt, Activation) and nxt.he_init
+                self._parameters(layer, shape, "he" if he else "xavier")
                 i += 2 if act else 1
+            elif isinstance(layer, CustomActivation):
+                if type(layer) not in self.custom_activations:
+                    self.custom_activations.append(type(layer))
+                region = self._op(codes.OP_CUSTOM_ACTIVATION, region, shape, out_shape,
+                                  k=self.custom_activations.index(type(layer)))
+                i += 1
             elif isinstance(layer, Activation):
                 region = self._op(codes.OP_ACTIVATION, region, shape, out_shape, act=layer.code,
                                   alpha=layer.alpha)
@@ -284,6 +296,17 @@ class Plan:
         self.mlp_width = col  # the MLP loop's workspace row: the blocks' outputs
 
     # ---- use --------------------------------------------------------------------------------
+    def layer_name_of_op(self, i):
+        """The statistics' name of op i's parameterised layer ("lstm_0", ...)."""
+        segs = self.segs
+        reporting = segs[(segs[:, codes.SEG_OP] == i) & (segs[:, codes.SEG_NORM] >= 0)]
+        return self.layer_names[int(reporting[0, codes.SEG_NORM])]
+
+    def custom_specs(self):
+        """(f, derivative, of) of each custom activation, in OP_K order (what the backends'
+        ``rules.compile_activations`` compiles)."""
+        return [(cls.function, cls.derivative, cls.derivative_of) for cls in self.custom_activations]
+
     def batchnorm_buffers(self):
         """(offset, channels) of each BatchNorm's running statistics in the buffers vector
         (mean at offset, variance at offset + channels)."""

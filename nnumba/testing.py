@@ -38,7 +38,7 @@ import numpy as np
 
 from . import _checks
 from .backends import codes, get_backend
-from .layers import Activation, check_activation
+from .layers import Activation, CustomActivation, check_activation
 from .losses import Loss
 from .losses import check_supported as check_loss
 
@@ -284,6 +284,11 @@ def _loss_kernel(backend, loss):
     """f(out, target, labels, dout, result): the backend's kernel for ``loss`` (its
     value into result[0], dL/d(out) into dout), on backend arrays."""
     code = loss.code
+    if code == codes.CUSTOM_LOSS:  # compiled by the backend's rules, called as the loops do
+        compiled = backend.rules.compile_loss(loss.value_function, loss.gradient_function,
+                                              np.float64)
+        return lambda out, target, labels, dout, result: backend.rules.apply_loss(
+            compiled, out, target, out[:0, 0], dout, result)
     return lambda out, target, labels, dout, result: backend.losses.loss_forward_backward(
         code, out, target, labels, dout, result)
 
@@ -340,12 +345,25 @@ def _check_loss(loss, outputs, targets, backend, opt):
 
 # ---- an activation ------------------------------------------------------------------------
 def _activation_kernels(backend, layer):
-    """(f(z, y), df(y, dy)): the backend's forward (y = f(z)) and backward (dy <- dy f'(z)
-    from y) kernels of ``layer``, on 2-D backend arrays."""
+    """(f(z, y), df(z, y, dy)): the backend's forward (y = f(z)) and backward (dy <- dy f'(z))
+    kernels of ``layer``, on 2-D float64 backend arrays (a custom activation's compiled by
+    the backend's ``rules``)."""
+    if isinstance(layer, CustomActivation):
+        compiled = backend.rules.compile_activations(
+            [(layer.function, layer.derivative, layer.derivative_of)], np.float64)
+        if backend.name == "cpu":  # the C callback the loop calls, on addresses
+            def forward(z, y):
+                compiled(0, 0, z.ctypes.data, y.ctypes.data, y.ctypes.data, z.size)
+
+            def backward(z, y, dy):
+                compiled(0, 1, z.ctypes.data, y.ctypes.data, dy.ctypes.data, z.size)
+            return forward, backward
+        return (lambda z, y: compiled.forward(0, z, y),
+                lambda z, y, dy: compiled.backward(0, z, y, dy))
     a = backend.activations
     code, alpha = layer.code, float(layer.alpha)
     return (lambda z, y: a.activation_forward(code, alpha, z, y),
-            lambda y, dy: a.activation_backward(code, alpha, y, dy))
+            lambda z, y, dy: a.activation_backward(code, alpha, y, dy))
 
 
 def _check_activation(layer, z, backend, opt):
@@ -369,7 +387,7 @@ def _check_activation(layer, z, backend, opt):
 
     y = f(z)
     dy = memory.to_backend(np.ones_like(z))
-    backward(y, dy)
+    backward(memory.to_backend(z), y, dy)
     analytic = memory.to_host(dy).ravel()
     up, down = z + opt.eps, z - opt.eps
     # elementwise: every element is perturbed at once, each output depends on its own input

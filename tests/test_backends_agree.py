@@ -37,8 +37,8 @@ def _signature(fn):
 
 
 @pytest.mark.parametrize("module", ["network", "interpreter", "conv1d", "pool1d", "dropout",
-                                    "batchnorm", "elementwise", "losses", "optim", "gradients",
-                                    "dense", "activations"])
+                                    "batchnorm", "elementwise", "recurrent", "losses", "optim",
+                                    "gradients", "dense", "activations"])
 def test_the_training_entry_points_have_the_same_signatures(module):
     pytest.importorskip("numba.cuda")
     import cuda_setup  # noqa: F401 (the simulator where there is no GPU)
@@ -50,6 +50,7 @@ def test_the_training_entry_points_have_the_same_signatures(module):
     entry = {"network": ["train_batches", "forward", "loss_and_gradients", "gather_rows"],
              "interpreter": ["train_batches", "forward", "loss_and_gradients", "output_view"],
              "conv1d": ["conv1d_forward", "conv1d_backward"],
+             "recurrent": ["recurrent_forward", "recurrent_backward"],
              "pool1d": ["maxpool1d_forward", "maxpool1d_backward", "avgpool1d_forward",
                         "avgpool1d_backward", "global_avgpool1d_forward",
                         "global_avgpool1d_backward"],

@@ -98,7 +98,7 @@ def test_flop_count():
 
 def test_compare_quick():
     proc = subprocess.run([sys.executable, str(BENCHMARKS / "compare.py"), "--quick"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     text = proc.stdout
     for heading in ("## One training epoch", "## One Adam step", "## BLAS rate",
@@ -108,6 +108,10 @@ def test_compare_quick():
     assert "| memory floor: the same 7 streams, no arithmetic |" in text
     assert "## MNIST-1D CNN epoch" in text and "| MNIST-1D CNN, batch 100, Adam | 400 |" in text
     assert "| MNIST-1D CNN, batch 100, Adam | float32 | warm" in text
+    assert "## Recurrent epochs" in text
+    assert "| MNIST-1D Bidirectional GRU(1, 6), batch 100, Adam | 400 | 1 |" in text
+    assert "| LSTM(32, 128), 50 steps, batch 32, Adam | 128 | 1 |" in text
+    assert "| MNIST-1D GRU epoch: cpu vs PyTorch >= 5x |" in text
     assert "BLAS kernels (threadpoolctl)" in text
 
 

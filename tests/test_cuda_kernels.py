@@ -362,7 +362,8 @@ def _train(backend_net, to, p, loss, opt, order, n_rows, batch, first, n_iter, c
         Blocks(plan.blocks, plan.alphas), params, grads, loss,
         Data(to(p["X"]), to(T), to(labels), to(order), to(np.zeros(0, dtype))), n_rows, batch,
         first, n_iter,
-        Step(opt, state, _hp(opt), t, clip[0], clip[1], 0, np.zeros(0)), MLPWorkspace(*ws), stats)
+        Step(opt, state, _hp(opt), t, clip[0], clip[1], 0, np.zeros(0), None), MLPWorkspace(*ws),
+        stats)
     back = (lambda a: a) if to is np.array else host
     return done, back(params), back(state), back(stats)
 

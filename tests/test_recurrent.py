@@ -473,3 +473,17 @@ def test_plot_gradients_through_time():
     assert ax.get_yscale() == "log"
     with pytest.raises(TypeError, match="gradients_through_time"):
         nn.plot.plot_gradients_through_time([1, 2])
+
+
+def test_the_reported_norms_of_a_recurrent_layer_are_w_hh_and_b_hh():
+    model = network(nn.LSTM, True, False, 5)
+    X, y = sequences_and_labels(4, 5)
+    grads = model.gradients(X, y)
+    norms = nn.diagnostics.gradient_norms(model, X, y)
+    assert norms.layers == ["bidirectional_0_forward", "bidirectional_0_backward", "dense_0"]
+    for k in range(2):  # each direction: W_ih, W_hh, b_ih, b_hh
+        assert norms.weight[k] == np.linalg.norm(grads[4 * k + 1])
+        assert norms.bias[k] == np.linalg.norm(grads[4 * k + 3])
+    assert norms.weight[2] == np.linalg.norm(grads[8]) and norms.bias[2] == np.linalg.norm(grads[9])
+    history = model.fit(X, y, epochs=1, batch_size=4, verbose=0)
+    assert np.isclose(history.grad_norms[0][1], np.linalg.norm(grads[5]), rtol=1e-12)

@@ -3,9 +3,10 @@
 ``numpy`` (the reference, pure NumPy), ``cpu`` (Numba @njit) and ``cuda``
 (numba.cuda) each provide the modules ``activations``, ``dense``, ``losses``,
 ``optim``, ``gradients``, ``network`` and ``memory`` (loaded with the backend)
-and ``interpreter``, ``conv1d``, ``pool1d``, ``dropout``, ``batchnorm``, ``recurrent`` and
-``elementwise`` (loaded when first used, so that a model of Dense layers never
-imports, let alone compiles, the other kinds), with the same function names and
+and ``interpreter``, ``conv1d``, ``pool1d``, ``dropout``, ``batchnorm``,
+``recurrent``, ``rules`` (user-defined optimizer rules) and ``elementwise``
+(loaded when first used, so that a model of Dense layers never imports, let
+alone compiles, the other kinds), with the same function names and
 arguments. Importing this package never imports numba.cuda; the cuda backend is
 loaded on first use and refuses clearly where no GPU is found.
 """
@@ -15,7 +16,7 @@ BACKENDS = ("numpy", "cpu", "cuda")
 _PACKAGES = {"numpy": "reference", "cpu": "cpu", "cuda": "cuda"}
 MODULES = ("activations", "dense", "losses", "optim", "gradients", "network", "memory")
 LAZY_MODULES = ("interpreter", "conv1d", "pool1d", "dropout", "batchnorm", "elementwise",
-                "recurrent")
+                "recurrent", "rules")
 
 
 class Backend:

@@ -23,12 +23,14 @@ BINARY_CROSS_ENTROPY = 1
 CROSS_ENTROPY = 2
 MAE = 3
 HUBER = 4   # delta = 1
+CUSTOM_LOSS = 5  # a user-defined element-wise loss (``nn.losses.loss``), compiled per loss
 
 # optimizers
 SGD = 0
 MOMENTUM = 1
 RMSPROP = 2
 ADAM = 3
+RULE = 4      # a user-defined element-wise rule (``nn.optim.rule``), compiled per rule
 
 # op kinds: the rows of the op table (``nnumba.plan``) that the interpreters switch on
 OP_DENSE = 1           # y = f(x W + b), f the activation in column OP_ACT
@@ -45,11 +47,13 @@ OP_SIMPLE_RNN = 11     # recurrent kinds (``backends.reference.recurrent``): inp
 OP_LSTM = 12           # all steps in one product, the time loop inside the kernel, the states
 OP_GRU = 13            # and gates of every step in the float cache for BPTT
 RECURRENT_KINDS = (OP_SIMPLE_RNN, OP_LSTM, OP_GRU)
+OP_CUSTOM_ACTIVATION = 14  # a user-defined activation (``nn.layers.activation``); OP_K: which
 OP_NAMES = {OP_DENSE: "dense", OP_ACTIVATION: "activation", OP_CONV1D: "conv1d",
             OP_MAXPOOL1D: "maxpool1d", OP_AVGPOOL1D: "avgpool1d",
             OP_GLOBAL_AVGPOOL1D: "global_avgpool1d", OP_DROPOUT: "dropout",
             OP_BATCHNORM: "batchnorm", OP_RESIDUAL_BEGIN: "residual", OP_RESIDUAL_ADD: "add",
-            OP_SIMPLE_RNN: "simple_rnn", OP_LSTM: "lstm", OP_GRU: "gru"}
+            OP_SIMPLE_RNN: "simple_rnn", OP_LSTM: "lstm", OP_GRU: "gru",
+            OP_CUSTOM_ACTIVATION: "custom_activation"}
 
 # columns of the op table (int64, one row per op). Regions are per-row column offsets:
 # for a workspace of `rows` rows, a region starting at column `off` holds its n rows

@@ -67,9 +67,12 @@ at most the number of samples in the data; otherwise the command stops before
 allocating anything, naming the label and the row it is on (a mistyped
 ``1e8`` would otherwise make a 6.7 GB output layer).
 """
+import contextlib
+import os
 import sys
 import warnings
 
+from .. import distributed
 from ..errors import NonFiniteError
 from .commands import (check_input_shape, check_output_path, check_plotting, check_save_path,
                        evaluate, predict, read_inputs, train)
@@ -105,6 +108,11 @@ COMMANDS = {"train": train, "evaluate": evaluate, "predict": predict}
 def main(argv=None):
     """Run the command line; returns the exit status: 0 done, 2 a user error, 1 a run
     that diverged (or ran out of memory), 130 interrupted."""
+    with _other_ranks_silent():
+        return _main(argv)
+
+
+def _main(argv):
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         args = build_parser().parse_args(argv)
@@ -114,7 +122,15 @@ def main(argv=None):
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
-            COMMANDS[args.command](args)
+            try:
+                COMMANDS[args.command](args)
+            except BaseException as exc:
+                # under mpiexec, a rank that fails before fit: the others, on their way to
+                # fit's agreement, raise its error too (or the job is aborted)
+                if args.command == "train" and distributed.launched() > 1 \
+                        and not getattr(args, "distributed_started", False):
+                    distributed.join_failure(exc)
+                raise
     except KeyboardInterrupt:
         print("nnumba: interrupted", file=sys.stderr)
         return 130
@@ -131,6 +147,18 @@ def main(argv=None):
         _report(exc)
         return 2
     return 0
+
+
+@contextlib.contextmanager
+def _other_ranks_silent():
+    """Under mpiexec (``mpiexec -n 4 nnumba train ...``), rank 0 alone prints: the
+    others' output and errors (the same ones: fit agrees on its errors) go nowhere."""
+    if distributed.launched() <= 1 or distributed.launcher_rank() == 0:
+        yield
+        return
+    with open(os.devnull, "w") as null, contextlib.redirect_stdout(null), \
+            contextlib.redirect_stderr(null):
+        yield
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import time
 import numpy as np
 
 from .. import data as datasets
+from .. import distributed
 from ..model import Sequential
 from ..persistence import write_atomically
 from .datasets import (_shape_words, canonical_dataset, dataset_file, load_data, model_layout,
@@ -160,6 +161,10 @@ def train(args):
     metrics = _metric_names(args.metrics)
     check_backend(args.backend)
 
+    # under mpiexec: data-parallel training; rank 0 alone writes the files (and prints: main)
+    mpi = "mpi" if distributed.launched() > 1 else None
+    root = distributed.launcher_rank() == 0
+
     record = None
     if args.resume is not None:
         model, record = load_checkpoint(args.resume, args.backend, "--resume")
@@ -282,14 +287,14 @@ def train(args):
     if args.early_stopping is not None:
         stopper = EarlyStopping("val_loss", patience=args.early_stopping, restore_best_weights=True)
         callbacks.append(stopper)
-    if args.checkpoint is not None:
+    if args.checkpoint is not None and root:
         if args.resume is None and _remove_stale_checkpoint_record(args.checkpoint):
             print(f"(removed {args.checkpoint}.json, the best value of an earlier run: this run's "
                   f"checkpoint is this run's best)")
         checkpoint = ModelCheckpoint(args.checkpoint, "val_loss" if X_val is not None else "loss",
                                      save_best_only=True)
         callbacks.append(checkpoint)
-    if args.history is not None:
+    if args.history is not None and root:
         callbacks.append(CSVLogger(args.history, append=args.resume is not None))
 
     n_val = 0 if X_val is None else X_val.shape[0]
@@ -305,17 +310,19 @@ def train(args):
     print(f"loss {loss}, optimizer {model.optimizer!r}")
     if model.optimizer.scheduled:
         print(f"learning rate: {model.optimizer.lr.describe()}")
-    if args.checkpoint is not None:
+    if args.checkpoint is not None and root:
         prep.write(args.checkpoint)
 
     initial_epoch = model.epochs_trained
     started = time.perf_counter()
+    args.distributed_started = True  # (main: the ranks' failures are fit's to share from here)
     history = model.fit(X_train, y_train, epochs=initial_epoch + args.epochs,
                         batch_size=None if args.batch_size == 0 else args.batch_size,
                         drop_last=args.drop_last,
                         validation_data=None if X_val is None else (X_val, y_val),
                         verbose=0 if args.quiet else 1, callbacks=callbacks,
-                        clip_grad_norm=args.clip_grad_norm, initial_epoch=initial_epoch)
+                        clip_grad_norm=args.clip_grad_norm, initial_epoch=initial_epoch,
+                        distributed=mpi)
     seconds = time.perf_counter() - started
     more = " more" if args.resume is not None else ""
     print(f"trained {history.epochs}{more} epochs in {seconds:.2f} s on backend {args.backend!r}: "
@@ -329,28 +336,29 @@ def train(args):
         print(f"best checkpoint: {args.checkpoint} (epoch {checkpoint.best_epoch + 1}, "
               f"{checkpoint.monitor} {checkpoint.best:.4f})")
     if X_val is not None:
-        _print_metrics("validation", model, X_val, y_val, prep)
-    result = _print_metrics("test", model, X_test, y_test, prep)
+        _print_metrics("validation", model, X_val, y_val, prep, mpi)
+    result = _print_metrics("test", model, X_test, y_test, prep, mpi)
     if args.save:
         try:
-            model.save(args.save)
+            model.save(args.save)  # (trained over MPI: rank 0 alone writes)
         except OSError as exc:
             raise OSError(f"--save {args.save}: the model could not be written: {one_line(exc)}") \
                 from None
-        prep.write(args.save)
+        if root:
+            prep.write(args.save)
         print(f"saved to {args.save} (preprocessing: {sidecar_path(args.save)})")
     if args.history is not None:
         print(f"history: {args.history}")
-    if args.plot is not None:
+    if args.plot is not None and root:
         _plot(history, args.plot)
         print(f"plot: {args.plot}")
     return result
 
 
-def _print_metrics(part, model, X, y, prep):
+def _print_metrics(part, model, X, y, prep, distributed=None):
     """Print and return ``model.evaluate`` on (X, y), plus the mean absolute error and
     root mean squared error in the targets' own units when they were standardised."""
-    result = model.evaluate(X, y)
+    result = model.evaluate(X, y, distributed=distributed)
     suffix = " (standardized targets)" if prep.targets is not None else ""
     for key, value in result.items():
         print(f"{part} {key}: {value:.4f}{suffix if key != 'accuracy' else ''}")

@@ -6,8 +6,10 @@ epoch's iterations in one call, with no Python per iteration or per op. The
 switch on the op kind runs per op per iteration; each kind's kernels live in
 their own module (``conv1d``, ``pool1d``, ``dropout``, ``batchnorm``), cached
 on disk, and this module is imported (and compiled) only by models that are
-not plain MLPs, which keep the specialised loop of ``network``. Views of the
-workspaces and parameters are borrowed (``_views``).
+not plain MLPs, which keep the specialised loop of ``network``. The recurrent
+kernels are compiled only for models that have recurrent layers
+(``recurrent_flag``). Views of the workspaces and parameters are borrowed
+(``_views``).
 """
 import math
 
@@ -26,10 +28,12 @@ from .dropout import dropout_backward, dropout_forward
 from .elementwise import add, add_into, copy
 from .gradients import apply_weight_decay, clip_by_norm, clip_by_value, sum_of_squares
 from .losses import loss_forward_backward, weighted_loss_forward_backward
-from .network import _blas_turn, consecutive, first_rows, gather_rows
+from .network import (_allreduce, _blas_turn, _gradient_buffer, _weigh_share, batch_share,
+                      consecutive, first_rows, gather_rows)
 from .optim import optimizer_step
 from .pool1d import (avgpool1d_backward, avgpool1d_forward, global_avgpool1d_backward,
                      global_avgpool1d_forward, maxpool1d_backward, maxpool1d_forward)
+from .recurrent import recurrent_backward, recurrent_forward
 
 
 @njit(**KERNEL)
@@ -79,8 +83,50 @@ def _bn_inv_std(ops, i, cache, rows):
 
 
 @njit(**KERNEL)
+def _recurrent_cache(ops, i, cache, rows):
+    start = rows * ops[i, c.OP_CACHE]
+    return flat_view(cache, start, cache.shape[0] - start)
+
+
+@njit(**KERNEL)
+def _recurrent_forward(ops, i, params, segs, inp, out, cache, rows):
+    s, cols = ops[i, c.OP_W_SEG], segs[ops[i, c.OP_W_SEG] + 2, c.SEG_LEN]
+    recurrent_forward(ops[i, c.OP_KIND], ops[i, c.OP_ACT], inp, _matrix(params, segs, s, cols),
+                      _matrix(params, segs, s + 1, cols), _segment(params, segs, s + 2),
+                      _segment(params, segs, s + 3), _recurrent_cache(ops, i, cache, rows), out,
+                      ops[i, c.OP_STEPS_IN], ops[i, c.OP_CH_IN], ops[i, c.OP_UNITS],
+                      ops[i, c.OP_REVERSE], ops[i, c.OP_SEQUENCES], ops[i, c.OP_OUT_OFFSET],
+                      ops[i, c.OP_CH_OUT])
+
+
+@njit(**KERNEL)
+def _recurrent_backward(ops, i, params, grads, segs, dy, dinp, cache, scratch, rows):
+    s, cols = ops[i, c.OP_W_SEG], segs[ops[i, c.OP_W_SEG] + 2, c.SEG_LEN]
+    recurrent_backward(ops[i, c.OP_KIND], ops[i, c.OP_ACT], _matrix(params, segs, s, cols),
+                       _matrix(params, segs, s + 1, cols), _recurrent_cache(ops, i, cache, rows), dy,
+                       _matrix(grads, segs, s, cols), _matrix(grads, segs, s + 1, cols),
+                       _segment(grads, segs, s + 2), _segment(grads, segs, s + 3), scratch, dinp,
+                       ops[i, c.OP_DX_ADD], ops[i, c.OP_STEPS_IN], ops[i, c.OP_CH_IN],
+                       ops[i, c.OP_UNITS], ops[i, c.OP_REVERSE], ops[i, c.OP_SEQUENCES],
+                       ops[i, c.OP_OUT_OFFSET], ops[i, c.OP_CH_OUT])
+
+
+def recurrent_flag(plan):
+    """True when the plan has recurrent ops, else None: the jitted loop's ``recurrent``
+    argument. With None, Numba prunes the recurrent branches (``is not None`` on an
+    argument typed None), so a model without them does not compile their kernels."""
+    kinds = plan.ops[:, c.OP_KIND]
+    return True if ((kinds >= c.OP_SIMPLE_RNN) & (kinds <= c.OP_GRU)).any() else None
+
+
 def forward(plan, params, buffers, x, ws, mode, seed, t):
     """See the reference twin: run the ops on the batch x (n rows)."""
+    _forward(_tables(plan), params, buffers, x, ws, mode, seed, t, recurrent_flag(plan),
+             plan.custom)
+
+
+@njit(**KERNEL)
+def _forward(plan, params, buffers, x, ws, mode, seed, t, recurrent, custom):
     ops, fops, segs = plan.ops, plan.fops, plan.segs
     rows, n = ws.xb.shape[0], x.shape[0]
     for i in range(ops.shape[0]):
@@ -138,10 +184,17 @@ def forward(plan, params, buffers, x, ws, mode, seed, t):
             skip = x if ops[i, c.OP_SKIP] < 0 else \
                 _region(ws.acts, ops[i, c.OP_SKIP], rows, n, ops[i, c.OP_OUT_SIZE])
             add(inp, skip, out)
+        elif kind == c.OP_SIMPLE_RNN or kind == c.OP_LSTM or kind == c.OP_GRU:
+            if recurrent is not None:
+                _recurrent_forward(ops, i, params, segs, inp, out, ws.cache, rows)
+        elif kind == c.OP_CUSTOM_ACTIVATION:
+            if custom is not None:  # the model's custom activations' C callback (None: pruned)
+                custom(ops[i, c.OP_K], 0, inp.ctypes.data, out.ctypes.data, out.ctypes.data,
+                       out.shape[0] * out.shape[1])
 
 
 @njit(**KERNEL)
-def backward(plan, params, grads, x, ws, seed, t):
+def _backward(plan, params, grads, x, ws, seed, t, recurrent, custom):
     """See the reference twin: back-propagate from the last op's region of deltas."""
     ops, fops, segs = plan.ops, plan.fops, plan.segs
     rows, n = ws.xb.shape[0], x.shape[0]
@@ -203,6 +256,16 @@ def backward(plan, params, grads, x, ws, seed, t):
                                _segment(grads, segs, ops[i, c.OP_B_SEG]))
         elif kind == c.OP_RESIDUAL_ADD:
             copy(dy, dinp)
+        elif kind == c.OP_SIMPLE_RNN or kind == c.OP_LSTM or kind == c.OP_GRU:
+            if recurrent is not None:
+                _recurrent_backward(ops, i, params, grads, segs, dy, dinp, ws.cache, ws.scratch,
+                                    rows)
+        elif kind == c.OP_CUSTOM_ACTIVATION:
+            if custom is not None:
+                custom(ops[i, c.OP_K], 1, inp.ctypes.data, y.ctypes.data, dy.ctypes.data,
+                       dy.shape[0] * dy.shape[1])
+                if has_dx:
+                    copy(dy, dinp)
 
 
 @njit(**KERNEL)
@@ -218,14 +281,37 @@ def output_view(plan, buf, rows, n):
     return buf[start:start + n * size].reshape(n, size)
 
 
-@njit(**KERNEL)
 def loss_and_gradients(plan, params, grads, buffers, loss, x, target, labels, ws, mode, seed, t):
     """Forward (``mode``), loss (ws.result: mean loss, correct count), backward into grads."""
+    _loss_and_gradients(_tables(plan), params, grads, buffers, loss, x, target, labels, ws, mode,
+                        seed, t, recurrent_flag(plan), plan.custom, plan.loss)
+
+
+def _tables(plan):
+    """The Program the jitted functions take: its callbacks (custom activations, custom
+    loss) go separately, as arguments that are None when absent (Numba then prunes
+    their branches)."""
+    return plan._replace(custom=None, loss=None)
+
+
+@njit(**KERNEL)
+def _custom_loss(loss_fn, out, target, weights, dout, result):
+    loss_fn(out.ctypes.data, target.ctypes.data, weights.ctypes.data, dout.ctypes.data,
+            result.ctypes.data, out.shape[0], out.shape[1], weights.shape[0] > 0)
+
+
+@njit(**KERNEL)
+def _loss_and_gradients(plan, params, grads, buffers, loss, x, target, labels, ws, mode, seed, t,
+                        recurrent, custom, loss_fn):
     rows, n = ws.xb.shape[0], x.shape[0]
-    forward(plan, params, buffers, x, ws, mode, seed, t)
-    loss_forward_backward(loss, output_rows(plan, ws.acts, rows, n), target, labels,
-                          output_rows(plan, ws.deltas, rows, n), ws.result)
-    backward(plan, params, grads, x, ws, seed, t)
+    _forward(plan, params, buffers, x, ws, mode, seed, t, recurrent, custom)
+    if loss_fn is not None:  # a user-defined loss's C callback (None: pruned)
+        _custom_loss(loss_fn, output_rows(plan, ws.acts, rows, n), target, flat_view(ws.wb, 0, 0),
+                     output_rows(plan, ws.deltas, rows, n), ws.result)
+    else:
+        loss_forward_backward(loss, output_rows(plan, ws.acts, rows, n), target, labels,
+                              output_rows(plan, ws.deltas, rows, n), ws.result)
+    _backward(plan, params, grads, x, ws, seed, t, recurrent, custom)
 
 
 @njit(**KERNEL)
@@ -242,22 +328,28 @@ def gradient_norms(plan, grads, stats_row, scratch):
 
 
 def train_batches(plan, params, grads, buffers, loss, data, n_rows, batch_size, first, n_iter, opt,
-                  ws, stats):
+                  ws, stats, comm=None):
     """See the reference twin: iterations first, ..., first + n_iter - 1, in one compiled
     call, taking its turn on BLAS with the MLP loop's calls (``network._blas_turn``:
-    BLAS's thread count is one setting for the process)."""
+    BLAS's thread count is one setting for the process). Data-parallel (``comm``),
+    the allreduce runs inside the compiled loop, as in ``network``."""
     with _blas_turn:
-        return _train_batches(plan, params, grads, buffers, loss, data, n_rows, batch_size, first,
-                              n_iter, opt, ws, stats)
+        return _train_batches(_tables(plan), params, grads, buffers, loss, data, n_rows, batch_size,
+                              first, n_iter, opt._replace(rule=None), ws, stats,
+                              recurrent_flag(plan), comm, opt.rule, plan.custom, plan.loss)
 
 
 @njit(**KERNEL)
 def _train_batches(plan, params, grads, buffers, loss, data, n_rows, batch_size, first, n_iter, opt,
-                   ws, stats):
+                   ws, stats, recurrent, comm, rule, custom, loss_fn):
     scratch = np.zeros(1)
+    n_params = params.shape[0]
+    weight = 1.0
     for j in range(n_iter):
         start = (first + j) * batch_size
         n = min(batch_size, n_rows - start)
+        if comm is not None:  # this rank's share of the batch (``comm`` None: pruned)
+            start, n, weight = batch_share(comm.rank, comm.size, start, n)
         index = flat_view(data.order, start, n)
         lo = index[0]
         x, t_n, l_n = first_rows(ws.xb, 0, n), first_rows(ws.tb, 0, n), flat_view(ws.lb, 0, n)
@@ -277,17 +369,27 @@ def _train_batches(plan, params, grads, buffers, loss, data, n_rows, batch_size,
         step = opt.t + j + 1
         # loss_and_gradients, written out: each level of jitted calls re-optimises all the
         # code below it when Numba links it (measured: this level cost 3.3 s of a cold start)
-        forward(plan, params, buffers, x, ws, TRAIN_UPDATE, opt.seed, step)
+        _forward(plan, params, buffers, x, ws, TRAIN_UPDATE, opt.seed, step, recurrent, custom)
         w_n = data.weights  # empty: unweighted
         if data.weights.shape[0]:
             w_n = flat_view(data.weights, lo, n)
             if not consecutive(index):
                 w_n = flat_view(ws.wb, 0, n)
                 gather_rows(data.weights, index, w_n)
-        weighted_loss_forward_backward(loss, output_rows(plan, ws.acts, ws.xb.shape[0], n), t_n,
-                                       l_n, w_n, output_rows(plan, ws.deltas, ws.xb.shape[0], n),
-                                       ws.result)
-        backward(plan, params, grads, x, ws, opt.seed, step)
+        if loss_fn is not None:
+            _custom_loss(loss_fn, output_rows(plan, ws.acts, ws.xb.shape[0], n), t_n, w_n,
+                         output_rows(plan, ws.deltas, ws.xb.shape[0], n), ws.result)
+        else:
+            weighted_loss_forward_backward(loss, output_rows(plan, ws.acts, ws.xb.shape[0], n),
+                                           t_n, l_n, w_n,
+                                           output_rows(plan, ws.deltas, ws.xb.shape[0], n),
+                                           ws.result)
+        if comm is not None:
+            _weigh_share(output_rows(plan, ws.deltas, ws.xb.shape[0], n), ws.result, weight)
+            grads = _gradient_buffer(comm, j, n_params)
+        _backward(plan, params, grads, x, ws, opt.seed, step, recurrent, custom)
+        if comm is not None:
+            grads = _allreduce(comm, j, n_params, ws.result)
         row[c.STAT_LOSS] = ws.result[0]
         row[c.STAT_CORRECT] = ws.result[1]
         norm = gradient_norms(plan, grads, row[c.STAT_NORMS:], scratch)
@@ -308,7 +410,11 @@ def _train_batches(plan, params, grads, buffers, loss, data, n_rows, batch_size,
             for s in range(segs.shape[0]):
                 if segs[s, c.SEG_DECAY]:
                     apply_weight_decay(_segment(params, segs, s), _segment(grads, segs, s), opt.hp)
-        status = optimizer_step(opt.code, params, grads, opt.state, opt.hp, step)
+        if rule is not None:  # a user-defined rule's C callback (None: pruned)
+            status = rule(params.ctypes.data, grads.ctypes.data, opt.state.ctypes.data,
+                          opt.hp.ctypes.data, n_params, step)
+        else:
+            status = optimizer_step(opt.code, params, grads, opt.state, opt.hp, step)
         if status == c.STATUS_OK:
             big = np.finfo(buffers.dtype).max
             for e in range(buffers.shape[0]):  # BatchNorm's running statistics (a few numbers)

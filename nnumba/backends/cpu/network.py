@@ -259,7 +259,7 @@ def consecutive(index):
 
 
 def train_batches(plan, params, grads, loss, data, n_rows, batch_size, first, n_iter, opt, ws,
-                  stats):
+                  stats, comm=None):
     """Run iterations first, ..., first + n_iter - 1 of an epoch; return how many completed.
 
     See ``backends.reference.network.train_batches`` for the contract. The
@@ -269,14 +269,20 @@ def train_batches(plan, params, grads, loss, data, n_rows, batch_size, first, n_
     take turns (``_blas_turn``): each runs with the count it chose, and the call
     that set a limit sets the count back. A call's result therefore never
     depends on what other threads do.
+
+    Data-parallel (``comm``, see the reference twin): the allreduce runs inside the
+    compiled loop (``comm.reduce``, numba-mpi's allreduce), and the few-rows paths
+    are off (their steps never form the whole gradient that the ranks sum).
     """
     blocks = plan.blocks
     last = n_rows % batch_size
-    few_rows = batch_size <= OUTER_PRODUCT_MAX_ROWS or 0 < last <= OUTER_PRODUCT_MAX_ROWS
+    few_rows = comm is None and (batch_size <= OUTER_PRODUCT_MAX_ROWS
+                                 or 0 < last <= OUTER_PRODUCT_MAX_ROWS)
     weights = data.weights if data.weights.shape[0] else None  # None: not even compiled
     args = (blocks, plan.alphas, params, grads, loss, data.X, data.T, data.labels, data.order,
             weights, n_rows, batch_size, first, n_iter, opt.code, opt.state, opt.hp, opt.t,
-            opt.clip_norm, opt.clip_value, *ws, stats, True if few_rows else None, opt.lrs)
+            opt.clip_norm, opt.clip_value, *ws, stats, True if few_rows else None, opt.lrs,
+            comm)
     threads = blas_threads(blocks, batch_size)
     with _blas_turn:
         if threads is None:
@@ -322,21 +328,73 @@ def _blas_controller():
     return _controller[0]
 
 
+@njit(**INLINE)
+def batch_share(rank, size, start, n):
+    """See the reference twin: (first position in order, rows, weight) of this rank."""
+    a, b = n * rank // size, n * (rank + 1) // size
+    if b > a:
+        return start + a, b - a, (b - a) / n
+    return start + min(a, n - 1), 1, 0.0
+
+
+@njit(**INLINE)
+def _weigh_share(dout, result, weight):
+    """dL/d(out) and the loss result[0] times this rank's weight (``batch_share``), the
+    correct count result[1] dropped when the rank has no rows of its own."""
+    w = dout.dtype.type(weight)
+    for i in range(dout.shape[0]):
+        for k in range(dout.shape[1]):
+            dout[i, k] *= w
+    result[0] *= weight
+    if weight == 0:
+        result[1] = 0.0
+
+
+@njit(**INLINE)
+def _gradient_buffer(comm, j, n_params):
+    """The gradient buffer iteration j's backward writes: comm.send and comm.recv take
+    turns as the allreduce's send and receive buffers, so nothing is copied (they are
+    one array when the allreduce runs in place)."""
+    return flat_view(comm.send if j % 2 == 0 else comm.recv, 0, n_params)
+
+
+@njit(**INLINE)
+def _allreduce(comm, j, n_params, result):
+    """Sum iteration j's gradient (in ``_gradient_buffer(comm, j, ...)``), its loss
+    result[0] and correct count result[1] over the ranks in one allreduce; returns
+    the summed gradient (a view of the other buffer) and writes the sums to result."""
+    src, dst = (comm.send, comm.recv) if j % 2 == 0 else (comm.recv, comm.send)
+    src[n_params] = result[0]
+    src[n_params + 1] = result[1]
+    # MPI's errors abort the job (MPI_ERRORS_ARE_FATAL, the default): no status to read
+    comm.reduce(src.ctypes.data, dst.ctypes.data, n_params + 2, comm.scratch.ctypes.data)
+    result[0] = dst[n_params]
+    result[1] = dst[n_params + 1]
+    return flat_view(dst, 0, n_params)
+
+
 @njit(**KERNEL)
 def _train_batches(blocks, alphas, params, grads, loss, X, T, labels, order, weights, n_rows,
                    batch_size, first, n_iter, opt, state, hp, t, clip_norm, clip_value, xb, tb, lb,
-                   acts, deltas, wb, stats, few_rows_paths, lrs):
+                   acts, deltas, wb, stats, few_rows_paths, lrs, comm):
     """The loop; ``few_rows_paths`` is None when no batch has OUTER_PRODUCT_MAX_ROWS rows
     or fewer: Numba then prunes the branches of such batches (``is None`` on an
     argument is decided at compile time), so their kernels are not even compiled
     (about 3 s of a cold start). Likewise ``weights`` (one per sample) is None when
-    training is unweighted."""
+    training is unweighted, and ``comm`` (a ``Comm``) when it is not data-parallel."""
     scratch = np.zeros(1)
-    # (weight decay needs each weight gradient whole: no on-the-fly step then)
+    # (weight decay needs each weight gradient whole: no on-the-fly step then; nor does
+    # the allreduce)
     outer = params.shape[0] >= OUTER_PRODUCT_MIN_PARAMS and hp[HP_WEIGHT_DECAY] == 0
+    if comm is not None:
+        outer = False
+    n_params = params.shape[0]
+    weight = 1.0
     for j in range(n_iter):
         start = (first + j) * batch_size
         n = min(batch_size, n_rows - start)
+        if comm is not None:  # this rank's share of the batch
+            start, n, weight = batch_share(comm.rank, comm.size, start, n)
         index = flat_view(order, start, n)
         lo = index[0]
         x, t_n, l_n = first_rows(xb, 0, n), first_rows(tb, 0, n), flat_view(lb, 0, n)
@@ -375,7 +433,12 @@ def _train_batches(blocks, alphas, params, grads, loss, X, T, labels, order, wei
             weighted_loss_forward_backward(loss, _block_view(blocks, last, acts, rows, n), t_n,
                                            l_n, w_n, _block_view(blocks, last, deltas, rows, n),
                                            row[STAT_LOSS:])
+        if comm is not None:
+            _weigh_share(_block_view(blocks, last, deltas, rows, n), row[STAT_LOSS:], weight)
+            grads = _gradient_buffer(comm, j, n_params)
         _backward(blocks, alphas, params, grads, x, acts, deltas, not on_the_fly)
+        if comm is not None:
+            grads = _allreduce(comm, j, n_params, row[STAT_LOSS:])
         if few_rows_paths is None:
             norm = gradient_norms(blocks, grads, row[STAT_NORMS:], scratch)
         elif few_rows:

@@ -24,9 +24,11 @@ def loss_and_gradients(plan, params, grads, buffers, loss, x, target, labels, ws
 
 
 def train_batches(plan, params, grads, buffers, loss, data, n_rows, batch_size, first, n_iter, opt,
-                  ws, stats):
+                  ws, stats, comm=None):
+    """The reference's loop; data-parallel (``comm``), its allreduce is staged through
+    the host: the gradient comes to the host, is summed over the ranks and goes back."""
     return _loop.train_batches(plan, params, grads, buffers, loss, data, n_rows, batch_size, first,
-                               n_iter, opt, ws, stats, _k())
+                               n_iter, opt, ws, stats, comm, _k())
 
 
 output_view = _loop.output_view

@@ -812,14 +812,22 @@ def _train_fused(blocks, alphas, params, grads, loss, X, T, labels, order, weigh
 
 
 def train_batches(plan, params, grads, loss, data, n_rows, batch_size, first, n_iter, opt, ws,
-                  stats):
+                  stats, comm=None):
     """Run iterations first, ..., first + n_iter - 1 of an epoch; return how many completed.
 
     See ``backends.reference.network.train_batches`` for the contract. An
     iteration whose loss or global gradient norm is not finite makes no update,
     and neither does any later iteration of the call; the return value is then
     its index within the call. Only that count is copied back to the host.
+
+    Not data-parallel: both paths keep the whole chunk on the device, with no
+    point where the host could sum the ranks' gradients. A data-parallel MLP on
+    cuda runs on the op-table loop (``interpreter.train_batches``, host-staged
+    allreduce); ``nnumba.loops.MLPLoop`` sends it there.
     """
+    if comm is not None:
+        raise ValueError("cuda's MLP loop is not data-parallel: train with "
+                         "interpreter.train_batches (nnumba.loops does)")
     if n_iter <= 0:
         return 0
     blocks = plan.blocks

@@ -11,7 +11,8 @@ kernels) and the cuda backend (device kernels, one launch per op) share it.
 
 Bundles (named tuples, the same on every backend):
 
-- ``plan``: ``Program(ops, fops, segs)``, the tables, host NumPy arrays;
+- ``plan``: ``Program(ops, fops, segs, custom)``, the tables (host NumPy arrays)
+  and the custom activations;
 - ``ws``: ``Workspace(xb, tb, lb, acts, deltas, cache, icache, scratch,
   buffer_scratch, result)``: the batch, its targets and labels (rows x ...),
   the activation and gradient regions (rows * plan.width), the float and int
@@ -42,6 +43,7 @@ import numpy as np
 
 from .. import codes as c
 from ..bundles import Data, Program, Step, Workspace  # noqa: F401 (the loop's bundles)
+from .network import allreduce_gradients, batch_share
 
 KERNEL_MODULES = ("dense", "activations", "conv1d", "pool1d", "dropout", "batchnorm", "elementwise",
                   "recurrent", "losses", "gradients", "optim", "memory", "network")
@@ -138,7 +140,7 @@ def _bn_statistics(k, row, ws, buffers, mode):
 def forward(plan, params, buffers, x, ws, mode, seed, t, k=None):
     """Run the ops on the batch x (n rows): op i's output lands in its region of acts."""
     k = k or kernels()
-    ops, fops, segs = plan
+    ops, fops, segs, custom = plan.ops, plan.fops, plan.segs, plan.custom
     rows, n = rows_of(ws), x.shape[0]
     for i in range(ops.shape[0]):
         row = ops[i]
@@ -188,6 +190,8 @@ def forward(plan, params, buffers, x, ws, mode, seed, t, k=None):
             skip = x if row[c.OP_SKIP] < 0 else region(ws.acts, row[c.OP_SKIP], rows, n,
                                                        int(row[c.OP_OUT_SIZE]))
             k.elementwise.add(inp, skip, out)
+        elif kind == c.OP_CUSTOM_ACTIVATION:
+            custom.forward(int(row[c.OP_K]), inp, out)
         elif kind in c.RECURRENT_KINDS:
             k.recurrent.recurrent_forward(kind, act, inp, *_recurrent_params(params, segs, row),
                                           recurrent_cache(ws, row, rows), out, *_recurrent_geometry(row))
@@ -198,7 +202,7 @@ def backward(plan, params, grads, x, ws, seed, t, k=None):
     """Back-propagate: on entry the last op's region of deltas holds dL/d(output); on
     return grads holds dL/dparams (deltas and the scratch are overwritten)."""
     k = k or kernels()
-    ops, fops, segs = plan
+    ops, fops, segs, custom = plan.ops, plan.fops, plan.segs, plan.custom
     rows, n = rows_of(ws), x.shape[0]
     for i in range(ops.shape[0] - 1, -1, -1):
         row = ops[i]
@@ -262,6 +266,10 @@ def backward(plan, params, grads, x, ws, seed, t, k=None):
                                            segment(grads, segs, row[c.OP_B_SEG]))
         elif kind == c.OP_RESIDUAL_ADD:
             k.elementwise.copy(dy, dinp)  # to the inner output; the skip's share: at the begin op
+        elif kind == c.OP_CUSTOM_ACTIVATION:
+            custom.backward(int(row[c.OP_K]), inp, y, dy)
+            if has_dx:
+                k.elementwise.copy(dy, dinp)
         elif kind in c.RECURRENT_KINDS:
             w_ih, w_hh, _, _ = _recurrent_params(params, segs, row)
             k.recurrent.recurrent_backward(kind, act, w_ih, w_hh, recurrent_cache(ws, row, rows), dy,
@@ -282,8 +290,12 @@ def loss_and_gradients(plan, params, grads, buffers, loss, x, target, labels, ws
     k = k or kernels()
     rows, n = rows_of(ws), x.shape[0]
     forward(plan, params, buffers, x, ws, mode, seed, t, k)
-    k.losses.loss_forward_backward(loss, output_view(plan, ws.acts, rows, n), target, labels,
-                                   output_view(plan, ws.deltas, rows, n), ws.result)
+    if plan.loss is not None:  # a user-defined loss, compiled for this backend
+        plan.loss(output_view(plan, ws.acts, rows, n), target, target[:0, 0],
+                  output_view(plan, ws.deltas, rows, n), ws.result)
+    else:
+        k.losses.loss_forward_backward(loss, output_view(plan, ws.acts, rows, n), target, labels,
+                                       output_view(plan, ws.deltas, rows, n), ws.result)
     backward(plan, params, grads, x, ws, seed, t, k)
 
 
@@ -303,13 +315,15 @@ def gradient_norms(plan, grads, stats_row, scratch, k=None):
 
 
 def train_batches(plan, params, grads, buffers, loss, data, n_rows, batch_size, first, n_iter, opt,
-                  ws, stats, k=None):
+                  ws, stats, comm=None, k=None):
     """Run iterations first, ..., first + n_iter - 1 of an epoch; return how many completed.
 
     The contract of ``backends.reference.network.train_batches`` (rows of
     ``stats``: loss, correct count, status, one gradient norm per parameterised
-    layer), for any op table. Forward in TRAIN_UPDATE mode: dropout masks of
-    step t + j + 1, batch statistics, running statistics moved.
+    layer), for any op table, data-parallel too (``comm``; the allreduce staged
+    through the host on every backend whose kernels ``k`` are given). Forward in
+    TRAIN_UPDATE mode: dropout masks of step t + j + 1, batch statistics, running
+    statistics moved.
     """
     k = k or kernels()
     scratch = k.memory.zeros(1, np.float64)
@@ -318,6 +332,8 @@ def train_batches(plan, params, grads, buffers, loss, data, n_rows, batch_size, 
     for j in range(n_iter):
         start = (first + j) * batch_size
         n = min(batch_size, n_rows - start)
+        if comm is not None:
+            start, n, weight = batch_share(comm.rank, comm.size, start, n)
         index = data.order[start:start + n]
         x = ws.xb[:n]
         k.network.gather_rows(data.X, index, x)
@@ -331,12 +347,18 @@ def train_batches(plan, params, grads, buffers, loss, data, n_rows, batch_size, 
             w = ws.wb[:n]
             k.network.gather_rows(data.weights, index, w)
         forward(plan, params, buffers, x, ws, TRAIN_UPDATE, opt.seed, step, k)
-        k.losses.weighted_loss_forward_backward(
-            loss, output_view(plan, ws.acts, rows_of(ws), n), ws.tb[:n], ws.lb[:n], w,
-            output_view(plan, ws.deltas, rows_of(ws), n), ws.result)
+        if plan.loss is not None:
+            plan.loss(output_view(plan, ws.acts, rows_of(ws), n), ws.tb[:n], w,
+                      output_view(plan, ws.deltas, rows_of(ws), n), ws.result)
+        else:
+            k.losses.weighted_loss_forward_backward(
+                loss, output_view(plan, ws.acts, rows_of(ws), n), ws.tb[:n], ws.lb[:n], w,
+                output_view(plan, ws.deltas, rows_of(ws), n), ws.result)
         backward(plan, params, grads, x, ws, opt.seed, step, k)
         host_stats[:] = 0.0
         host_stats[c.STAT_LOSS:c.STAT_CORRECT + 1] = k.memory.to_host(ws.result)
+        if comm is not None:
+            allreduce_gradients(comm, grads, host_stats[c.STAT_LOSS:], weight, k.memory)
         norm = gradient_norms(plan, grads, host_stats[c.STAT_NORMS:], scratch, k)
         if not np.isfinite(host_stats[c.STAT_LOSS]):
             host_stats[c.STAT_STATUS] = c.STATUS_LOSS
@@ -354,8 +376,11 @@ def train_batches(plan, params, grads, buffers, loss, data, n_rows, batch_size, 
                     if plan.segs[s, c.SEG_DECAY]:
                         k.gradients.apply_weight_decay(segment(params, plan.segs, s),
                                                        segment(grads, plan.segs, s), opt.hp)
-            host_stats[c.STAT_STATUS] = k.optim.optimizer_step(opt.code, params, grads, opt.state,
-                                                               opt.hp, step)
+            if opt.rule is not None:  # a user-defined rule, compiled for this backend
+                host_stats[c.STAT_STATUS] = opt.rule(params, grads, opt.state, opt.hp, step)
+            else:
+                host_stats[c.STAT_STATUS] = k.optim.optimizer_step(opt.code, params, grads,
+                                                                   opt.state, opt.hp, step)
             if host_stats[c.STAT_STATUS] == c.STATUS_OK and buffers.size and \
                     not np.isfinite(k.memory.to_host(buffers)).all():
                 host_stats[c.STAT_STATUS] = c.STATUS_BUFFERS

@@ -18,6 +18,7 @@ import numpy as np
 from ..codes import (ACT, B_OFF, COL, CROSS_ENTROPY, HAS_DENSE, HP_LR, HP_WEIGHT_DECAY, N_IN, N_OUT,
                      STAT_LOSS, STAT_NORMS, STAT_STATUS, STATUS_GRADIENT, STATUS_LOSS, STATUS_OK,
                      W_OFF)
+from . import memory as _host_memory
 from .activations import activation_backward, activation_forward
 from .dense import dense_backward, dense_backward_input, dense_forward
 from .gradients import apply_weight_decay, clip_by_norm, clip_by_value, sum_of_squares
@@ -129,16 +130,49 @@ def gather_rows(src, index, dst):
     np.take(src, index, axis=0, out=dst)
 
 
+def batch_share(rank, size, start, n):
+    """This rank's share of the global batch order[start : start + n], as
+    (first position in order, rows, weight): rank r of p takes the rows
+    a = floor(n r / p) to b = floor(n (r + 1) / p) - 1 of the batch, with weight
+    (b - a) / n. Each rank's mean loss and gradient over its b - a rows times its
+    weight, summed over the ranks, is the batch's mean (the loss kernels divide by
+    the rows they see; with sample weights too). A rank with no rows (n < p)
+    computes the batch's row min(a, n - 1) with weight 0, and so adds zeros: every
+    rank takes part in every iteration's allreduce."""
+    a, b = n * rank // size, n * (rank + 1) // size
+    if b > a:
+        return start + a, b - a, (b - a) / n
+    return start + min(a, n - 1), 1, 0.0
+
+
+def allreduce_gradients(comm, grads, result, weight, memory):
+    """Sum grads * weight, the loss result[0] * weight and the correct count result[1]
+    (0 when weight is 0) over the ranks, in place: one allreduce of ``comm.send``
+    (n_params + 2 elements of the model's dtype) into ``comm.recv``, staged through
+    the host (``memory``: to_host / copy_from_host of the backend's arrays)."""
+    n_params = grads.shape[0]
+    send = comm.send
+    send[:n_params] = memory.to_host(grads)
+    send[:n_params] *= send.dtype.type(weight)
+    send[n_params] = result[0] * weight
+    send[n_params + 1] = result[1] if weight > 0 else 0.0
+    comm.reduce.ctypes(send.ctypes.data, comm.recv.ctypes.data, n_params + 2,
+                       comm.scratch.ctypes.data)
+    memory.copy_from_host(grads, comm.recv[:n_params])
+    result[0], result[1] = comm.recv[n_params], comm.recv[n_params + 1]
+
+
 def train_batches(plan, params, grads, loss, data, n_rows, batch_size, first, n_iter, opt, ws,
-                  stats):
+                  stats, comm=None):
     """Run iterations first, ..., first + n_iter - 1 of an epoch; return how many completed.
 
     The bundles (``backends.bundles``): plan ``Blocks``, data ``Data``, opt
-    ``Step``, ws ``MLPWorkspace``; the loop itself is ``run_batches``.
+    ``Step``, ws ``MLPWorkspace``, comm ``Comm`` or None; the loop itself is
+    ``run_batches``.
     """
     return run_batches(plan.blocks, plan.alphas, params, grads, loss, *data, n_rows, batch_size,
                        first, n_iter, opt.code, opt.state, opt.hp, opt.t, opt.clip_norm,
-                       opt.clip_value, *ws, stats, opt.lrs)
+                       opt.clip_value, *ws, stats, opt.lrs, comm)
 
 
 def _weighted_loss_and_gradients(blocks, alphas, params, grads, loss, x, target, labels, weights,
@@ -156,7 +190,7 @@ def _weighted_loss_and_gradients(blocks, alphas, params, grads, loss, x, target,
 @np.errstate(over="ignore", invalid="ignore")  # divergence is reported by the return value
 def run_batches(blocks, alphas, params, grads, loss, X, T, labels, order, weights, n_rows,
                 batch_size, first, n_iter, opt, state, hp, t, clip_norm, clip_value, xb, tb, lb,
-                acts, deltas, wb, stats, lrs):
+                acts, deltas, wb, stats, lrs, comm=None):
     """``train_batches`` with its bundles unpacked: the definition of the MLP loop.
 
     Iteration j trains on the rows order[j B : min((j + 1) B, n_rows)] of X and of
@@ -176,11 +210,19 @@ def run_batches(blocks, alphas, params, grads, loss, X, T, labels, order, weight
     Clipping, when on (clip_norm / clip_value finite), scales the gradient to a
     global norm of at most clip_norm, then clamps each component to +-clip_value;
     weight decay (hp[HP_WEIGHT_DECAY] > 0) follows, on the weights only.
+
+    Data-parallel (``comm`` a ``Comm``): every rank runs the same iterations on
+    the same data and order; iteration j computes this rank's share of its batch
+    (``batch_share``), then one allreduce sums the weighted gradients, losses and
+    correct counts (``allreduce_gradients``), so that the norms, the checks and the
+    step see the batch's gradient, the same on every rank.
     """
     scratch = np.zeros(1)
     for j in range(n_iter):
         start = (first + j) * batch_size
         n = min(batch_size, n_rows - start)
+        if comm is not None:
+            start, n, weight = batch_share(comm.rank, comm.size, start, n)
         index = order[start:start + n]
         x = xb[:n]
         gather_rows(X, index, x)
@@ -195,6 +237,8 @@ def run_batches(blocks, alphas, params, grads, loss, X, T, labels, order, weight
         row = stats[j]
         _weighted_loss_and_gradients(blocks, alphas, params, grads, loss, x, tb[:n], lb[:n], w, acts,
                                     deltas, row[STAT_LOSS:])
+        if comm is not None:
+            allreduce_gradients(comm, grads, row[STAT_LOSS:], weight, _host_memory)
         norm = gradient_norms(blocks, grads, row[STAT_NORMS:], scratch)
         if not np.isfinite(row[STAT_LOSS]):
             row[STAT_STATUS] = STATUS_LOSS

@@ -1,0 +1,172 @@
+"""User-defined optimizer rules (``nn.optim.rule``) compiled for the fused loop.
+
+The contract is ``backends.reference.rules``. Here the rule (a Python function of
+scalars) is compiled with @njit and inlined into a generated element loop, one
+pass over the buffer like the built-in steps, with the same verdict (an
+and-reduction of finiteness of w and of the state in the same pass). The loop
+is a Numba C callback (``cfunc``) of the fixed signature
+
+    status = step(w_address, g_address, state_address, hp_address, n, t)
+
+so the training loop takes it as a first-class function: the loop is compiled
+(and cached on disk) once for all rules, and each rule only compiles its own
+small callback, once per process and dtype (it is generated code, which
+Numba cannot cache).
+"""
+import numpy as np
+from numba import carray, cfunc, njit, types
+from numba.extending import intrinsic
+
+from ..codes import STATUS_OK, STATUS_STATE, STATUS_UPDATE
+
+SIGNATURE = types.int64(types.uint64, types.uint64, types.uint64, types.uint64, types.int64,
+                        types.int64)
+_NUMBA_TYPES = {np.dtype(np.float32): types.float32, np.dtype(np.float64): types.float64}
+
+
+def pointer_to(nb_dtype):
+    """An intrinsic turning a uint64 address into a pointer to ``nb_dtype`` (for carray)."""
+
+    @intrinsic
+    def as_pointer(typingctx, address):
+        signature = types.CPointer(nb_dtype)(address)
+
+        def codegen(context, builder, sig, args):
+            return builder.inttoptr(args[0], context.get_value_type(types.CPointer(nb_dtype)))
+
+        return signature, codegen
+
+    return as_pointer
+
+
+_TEMPLATE = '''
+def step(w_address, g_address, state_address, hp_address, n, t):
+    w = carray(as_data(w_address), n)
+    g = carray(as_data(g_address), n)
+{state}    hp = carray(as_float64(hp_address), {hp_size})
+    dt = w.dtype.type
+{hyperparameters}    big = np.finfo(w.dtype).max
+    finite_w = True
+    finite_state = True
+    for i in range(n):
+        result = rule(w[i], g[i]{slot_args}{hp_args}, t)
+{stores}        finite_w &= abs(w[i]) <= big
+{state_checks}    if not finite_state:
+        return STATUS_STATE
+    return STATUS_OK if finite_w else STATUS_UPDATE
+'''
+
+
+def compile_rule(function, n_state, hp_columns, dtype):
+    """The rule's C callback for ``dtype`` data (see the module docstring)."""
+    nb = _NUMBA_TYPES[np.dtype(dtype)]
+    columns = [int(c) for c in hp_columns]
+    slot_args = "".join(f", state[{k}, i]" for k in range(n_state))
+    hp_args = "".join(f", h{j}" for j in range(len(columns)))
+    if n_state:
+        stores = "        w[i] = result[0]\n" + "".join(
+            f"        state[{k}, i] = result[{k + 1}]\n" for k in range(n_state))
+    else:
+        stores = "        w[i] = result\n"
+    source = _TEMPLATE.format(
+        state=f"    state = carray(as_data(state_address), ({n_state}, n))\n" if n_state else "",
+        hp_size=max(columns, default=0) + 1,
+        hyperparameters="".join(f"    h{j} = dt(hp[{c}])\n" for j, c in enumerate(columns)),
+        slot_args=slot_args, hp_args=hp_args, stores=stores,
+        state_checks="".join(f"        finite_state &= abs(state[{k}, i]) <= big\n"
+                             for k in range(n_state)))
+    namespace = {"carray": carray, "np": np, "rule": njit(inline="always")(function),
+                 "as_data": pointer_to(nb), "as_float64": pointer_to(types.float64),
+                 "STATUS_OK": STATUS_OK, "STATUS_STATE": STATUS_STATE,
+                 "STATUS_UPDATE": STATUS_UPDATE}
+    exec(compile(source, f"<nnumba rule {function.__name__}>", "exec"), namespace)
+    return cfunc(SIGNATURE, cache=False)(namespace["step"])
+
+
+# ---- user-defined activations (``nn.layers.activation``) ---------------------------------------
+ACTIVATION_SIGNATURE = types.int64(types.int64, types.int64, types.uint64, types.uint64,
+                                   types.uint64, types.int64)
+
+_ACTIVATION_TEMPLATE = '''
+def activations(index, mode, z_address, y_address, dy_address, n):
+    z = carray(as_data(z_address), n)
+    y = carray(as_data(y_address), n)
+    dy = carray(as_data(dy_address), n)
+{branches}    return -1
+'''
+
+
+def compile_activations(specs, dtype):
+    """One C callback for all of a model's custom activations (the contract is
+    ``reference.rules.Activations``): mode 0 sets y = f_index(z), mode 1 multiplies
+    dy by f_index'(z); returns 0 (-1 for an unknown index)."""
+    from ..reference.rules import NUMERIC_STEP
+
+    nb = _NUMBA_TYPES[np.dtype(dtype)]
+    namespace = {"carray": carray, "np": np, "as_data": pointer_to(nb), "STEP": NUMERIC_STEP}
+    branches = []
+    for k, (f, derivative, of) in enumerate(specs):
+        namespace[f"f{k}"] = njit(inline="always")(f)
+        if derivative is None:
+            slope = (f"(f{k}(np.float64(z[i]) + h) - f{k}(np.float64(z[i]) - h)) / (2 * h)")
+            prologue = "            h = STEP * max(1.0, abs(np.float64(z[i])))\n"
+        else:
+            namespace[f"d{k}"] = njit(inline="always")(derivative)
+            slope, prologue = f"d{k}({'z' if of == 'input' else 'y'}[i])", ""
+        branches.append(
+            f"    if index == {k}:\n"
+            f"        if mode == 0:\n"
+            f"            for i in range(n):\n"
+            f"                y[i] = f{k}(z[i])\n"
+            f"            return 0\n"
+            f"        for i in range(n):\n"
+            f"{prologue}"
+            f"            dy[i] *= {slope}\n"
+            f"        return 0\n")
+    source = _ACTIVATION_TEMPLATE.format(branches="".join(branches))
+    exec(compile(source, "<nnumba custom activations>", "exec"), namespace)
+    return cfunc(ACTIVATION_SIGNATURE, cache=False)(namespace["activations"])
+
+
+# ---- user-defined losses (``nn.losses.loss``) --------------------------------------------------
+LOSS_SIGNATURE = types.int64(types.uint64, types.uint64, types.uint64, types.uint64, types.uint64,
+                             types.int64, types.int64, types.int64)
+
+
+def compile_loss(value, gradient, dtype):
+    """The loss's C callback ``loss(out, target, weights, dout, result, n, k, weighted)`` on
+    addresses (the contract is ``reference.rules.compile_loss``), one pass over the
+    elements."""
+    nb = _NUMBA_TYPES[np.dtype(dtype)]
+    as_data, as_float64 = pointer_to(nb), pointer_to(types.float64)
+    f, df = njit(inline="always")(value), njit(inline="always")(gradient)
+
+    def loss(out_address, target_address, weights_address, dout_address, result_address, n, k,
+             weighted):
+        out = carray(as_data(out_address), (n, k))
+        target = carray(as_data(target_address), (n, k))
+        dout = carray(as_data(dout_address), (n, k))
+        weights = carray(as_data(weights_address), n if weighted else 0)
+        result = carray(as_float64(result_address), 2)
+        dt = out.dtype.type
+        scale = dt(1) / dt(n * k)
+        total = 0.0
+        for i in range(n):
+            w = weights[i] if weighted else dt(1)
+            row_scale = scale * w
+            for j in range(k):
+                o, t = out[i, j], target[i, j]
+                total += np.float64(w) * np.float64(dt(f(o, t))) if weighted else \
+                    np.float64(dt(f(o, t)))
+                dout[i, j] = dt(df(o, t)) * row_scale
+        result[0] = total / (n * k)
+        result[1] = 0.0
+        return 0
+
+    return cfunc(LOSS_SIGNATURE, cache=False)(loss)
+
+
+def apply_loss(loss, out, target, weights, dout, result):
+    """Call the loss's C callback from Python on NumPy arrays."""
+    return loss.ctypes(out.ctypes.data, target.ctypes.data, weights.ctypes.data, dout.ctypes.data,
+                       result.ctypes.data, out.shape[0], out.shape[1], int(weights.shape[0] > 0))
