@@ -397,12 +397,16 @@ if __name__ == "__main__":
                         help="the model's latency per step of the ring, microseconds")
     parser.add_argument("--model-only", nargs=2, type=float, metavar=("CIFAR_MS", "MNIST1D_MS"),
                         help="print the model for these compute times per step (1 core)")
+    parser.add_argument("--fixed-ms", nargs=2, type=float, metavar=("CIFAR_MS", "MNIST1D_MS"),
+                        help="with --model-only: the norms and step every machine does whole")
     parser.add_argument("--worker", nargs=2, metavar=("CONFIG", "NET"))
     args = parser.parse_args()
     if args.worker:
         worker(*args.worker)
     elif args.model_only:
+        fixed = None if args.fixed_ms is None else \
+            {"cifar": args.fixed_ms[0] * 1e-3, "mnist1d": args.fixed_ms[1] * 1e-3}
         model_table({"cifar": args.model_only[0] * 1e-3, "mnist1d": args.model_only[1] * 1e-3},
-                    args.link_gbps * 1e9, args.latency_us * 1e-6)
+                    args.link_gbps * 1e9, args.latency_us * 1e-6, fixed)
     else:
         drive(args.repeats, args.link_gbps * 1e9, args.latency_us * 1e-6)

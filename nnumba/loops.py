@@ -114,11 +114,15 @@ class OpLoop:
         loss = model.loss if model.loss is not None and model.loss.code == CUSTOM_LOSS else None
         key = (model.dtype.name, type(loss))
         if key not in self._programs:
-            rules, specs = self.backend.rules, self.plan.custom_specs()
+            rules, dtype = self.backend.rules, model.dtype
+            activations = tuple(self.plan.custom_activations)
             self._programs[key] = self.tables._replace(
-                custom=rules.compile_activations(specs, model.dtype) if specs else None,
-                loss=None if loss is None else rules.compile_loss(
-                    loss.value_function, loss.gradient_function, model.dtype))
+                custom=_compiled(("activations", self.backend.name, dtype.name, activations),
+                                 lambda: rules.compile_activations(self.plan.custom_specs(), dtype))
+                if activations else None,
+                loss=None if loss is None else _compiled(
+                    ("loss", self.backend.name, dtype.name, type(loss)),
+                    lambda: rules.compile_loss(loss.value_function, loss.gradient_function, dtype)))
         return self._programs[key]
 
     def loss(self, model, out, target, labels, dout, result):
@@ -164,6 +168,16 @@ class OpLoop:
             self.program(model), model._params, grads, model._buffers, model.loss.code, x, target,
             labels,
             ws.bundle, mode, model._dropout_seed, model.optimizer.t + 1)
+
+
+_COMPILED = {}  # the user components compiled in this process, by (what, backend, dtype, classes)
+
+
+def _compiled(key, compile_them):
+    """What ``compile_them()`` makes for ``key``, made once per process."""
+    if key not in _COMPILED:
+        _COMPILED[key] = compile_them()
+    return _COMPILED[key]
 
 
 class _OpWorkspace:

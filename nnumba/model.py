@@ -850,7 +850,8 @@ def _distributed_facts(model, n, batch_size, epochs, initial_epoch, shuffle, dro
     opt = model.optimizer
     return {"the backend and dtype": f"{model.backend} {model.dtype.name}",
             "the number of samples": int(n), "batch_size": int(batch_size),
-            "epochs": f"{initial_epoch} to {epochs}", "shuffle and drop_last": f"{shuffle} {drop_last}",
+            "epochs": f"{initial_epoch} to {epochs}",
+            "shuffle and drop_last": f"{shuffle} {drop_last}",
             "the loss": model.loss.name, "the optimizer": f"{type(opt).__name__} "
             f"{sorted((k, str(v)) for k, v in opt.hyperparameters().items())}",
             "the clipping": str(clip)}

@@ -123,7 +123,8 @@ def test_op_table_loop_conv1d_pool_residual(checks):
 @needs_mpi
 def test_batches_smaller_than_the_number_of_ranks(checks):
     """batch_size=1 on 2 ranks (one rank adds zeros in every batch) and a last batch of
-    one row: still one process's training."""
+    one row: still one process's training (here the numpy reference's, which trains as the
+    cpu backend does up to rounding)."""
     for r in _both(checks, "batches_smaller_than_ranks"):
         for case in ("batch_1", "last_1"):
             _equal_to_single_process(r[case], 1e-12)
@@ -158,7 +159,7 @@ def test_evaluate_reduced_over_the_ranks(checks):
         assert r["keys"] == ["accuracy", "loss", "top_2_accuracy"]
 
 
-# ---- checkpoints ----------------------------------------------------------------------------------
+# ---- checkpoints ---------------------------------------------------------------------------------
 
 @needs_mpi
 def test_resume_a_two_rank_checkpoint_with_two_ranks_and_with_one(checks):

@@ -184,9 +184,16 @@ def test_bad_rules_are_refused():
         lion(lr=0.1, beta3=0.5)
 
 
+@pytest.fixture
+def small_cuda_launches(monkeypatch):
+    """The simulator with tiny launch sizes (ragged blocks, and fast)."""
+    cuda_setup = pytest.importorskip("cuda_setup")
+    for name, value in cuda_setup.SMALL.items():
+        monkeypatch.setattr(cuda_setup.cfg, name, value)
+
+
 @pytest.mark.cuda
-def test_rules_on_cuda_match_the_reference():
-    cuda_setup = pytest.importorskip("cuda_setup")  # noqa: F841 (the simulator)
+def test_rules_on_cuda_match_the_reference(small_cuda_launches):
     X, y = problem(n=12, seed=6)
     for rule, builtin in ((adam_copy(lr=0.01), nn.optim.Adam(lr=0.01)), (lion(lr=0.01), None)):
         gpu = mlp("cuda", "float64", rule)
@@ -308,8 +315,7 @@ def test_bad_activation_definitions_are_refused():
 
 
 @pytest.mark.cuda
-def test_custom_activation_on_cuda_matches_the_reference():
-    cuda_setup = pytest.importorskip("cuda_setup")  # noqa: F841 (the simulator)
+def test_custom_activation_on_cuda_matches_the_reference(small_cuda_launches):
     X, y = problem(n=9, seed=10)
     for activation in (Swish, NumericSwish, TanhCopy):
         # the numeric derivative's difference quotient rounds differently on each backend
@@ -405,8 +411,7 @@ def test_custom_losses_are_saved_by_name(tmp_path):
 
 
 @pytest.mark.cuda
-def test_custom_loss_on_cuda_matches_the_reference():
-    cuda_setup = pytest.importorskip("cuda_setup")  # noqa: F841 (the simulator)
+def test_custom_loss_on_cuda_matches_the_reference(small_cuda_launches):
     X, y = regression(n=7, seed=14)
     gpu, ref = regressor("cuda", LogCosh()), regressor("numpy", LogCosh())
     for a, b in zip(gpu.gradients(X, y), ref.gradients(X, y)):

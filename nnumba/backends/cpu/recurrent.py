@@ -8,8 +8,8 @@ and ``scratch_views`` carve them (``cache_offsets``, ``scratch_offsets``: each
 (T, n, X) block is (T n, X) rows, step s at rows s n, ..., s n + n - 1), so
 the interpreter and the diagnostics find dhidden where the reference puts it.
 
-**Products**, each one call of ``_matmul`` (loops for small ones, BLAS for
-large): the input projections of all steps at once, xs (T n, F) @ W_ih, into
+**Products**, through ``_matmul`` (loops for small ones, BLAS for large): the
+input projections of all steps as ONE product, xs (T n, F) @ W_ih, into
 the block the gates then overwrite; per step h_{s-1} @ W_hh (forward) and
 dgh_s @ W_hh^T (backward), which go to BLAS from a few rows on even when small
 (``STEP_BLAS_MIN_ROWS``, ``STEP_BLAS_MIN_ROWS_NT``: measured faster than the loops
@@ -23,8 +23,10 @@ run-time overlap checks than LLVM makes, and an index that might be negative
 keeps Numba's wraparound test in the loop: either leaves the loop scalar). The
 floating-point operations are the reference's, in its order. For a GRU of few
 units (``_SMALL_UNITS``) rows are too short to vectorise: its sigmoid and tanh
-run over the step's whole gate block instead (``_gru_step_small``). Nothing is
-allocated: the cache and the scratch hold every intermediate.
+run over the step's whole gate block instead (``_gru_step_small``; the cache's
+tmp, the forward's scratch, then ends with that pass instead of the hidden
+product). Nothing is allocated: the cache and the scratch hold every
+intermediate.
 
 **Transcendentals.** libm's exp and tanh are calls that LLVM cannot vectorise,
 and tanh costs ~10 ns (measured: the LSTM's gate loops took as long as its
