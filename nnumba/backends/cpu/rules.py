@@ -61,26 +61,31 @@ def compile_rule(function, n_state, hp_columns, dtype):
     """The rule's C callback for ``dtype`` data (see the module docstring)."""
     nb = _NUMBA_TYPES[np.dtype(dtype)]
     columns = [int(c) for c in hp_columns]
-    slot_args = "".join(f", state[{k}, i]" for k in range(n_state))
+    itemsize = np.dtype(dtype).itemsize
+    slot_args = "".join(f", s{k}[i]" for k in range(n_state))
     hp_args = "".join(f", h{j}" for j in range(len(columns)))
     if n_state:
         stores = "        w[i] = result[0]\n" + "".join(
-            f"        state[{k}, i] = result[{k + 1}]\n" for k in range(n_state))
+            f"        s{k}[i] = result[{k + 1}]\n" for k in range(n_state))
     else:
         stores = "        w[i] = result\n"
+    # one 1-D array per state row (a 2-D one keeps LLVM from vectorising the loop)
     source = _TEMPLATE.format(
-        state=f"    state = carray(as_data(state_address), ({n_state}, n))\n" if n_state else "",
+        state="".join(f"    s{k} = carray(as_data(state_address + {k * itemsize} * n), n)\n"
+                      for k in range(n_state)),
         hp_size=max(columns, default=0) + 1,
         hyperparameters="".join(f"    h{j} = dt(hp[{c}])\n" for j, c in enumerate(columns)),
         slot_args=slot_args, hp_args=hp_args, stores=stores,
-        state_checks="".join(f"        finite_state &= abs(state[{k}, i]) <= big\n"
+        state_checks="".join(f"        finite_state &= abs(s{k}[i]) <= big\n"
                              for k in range(n_state)))
-    namespace = {"carray": carray, "np": np, "rule": njit(inline="always")(function),
+    namespace = {"carray": carray, "np": np, "rule": njit(inline="always", error_model="numpy")(function),
                  "as_data": pointer_to(nb), "as_float64": pointer_to(types.float64),
                  "STATUS_OK": STATUS_OK, "STATUS_STATE": STATUS_STATE,
                  "STATUS_UPDATE": STATUS_UPDATE}
     exec(compile(source, f"<nnumba rule {function.__name__}>", "exec"), namespace)
-    return cfunc(SIGNATURE, cache=False)(namespace["step"])
+    # error_model "numpy": a division by zero gives inf (then caught by the verdict) instead
+    # of a check per element, which would keep LLVM from vectorising the loop
+    return cfunc(SIGNATURE, cache=False, error_model="numpy")(namespace["step"])
 
 
 # ---- user-defined activations (``nn.layers.activation``) ---------------------------------------
@@ -106,12 +111,12 @@ def compile_activations(specs, dtype):
     namespace = {"carray": carray, "np": np, "as_data": pointer_to(nb), "STEP": NUMERIC_STEP}
     branches = []
     for k, (f, derivative, of) in enumerate(specs):
-        namespace[f"f{k}"] = njit(inline="always")(f)
+        namespace[f"f{k}"] = njit(inline="always", error_model="numpy")(f)
         if derivative is None:
             slope = (f"(f{k}(np.float64(z[i]) + h) - f{k}(np.float64(z[i]) - h)) / (2 * h)")
             prologue = "            h = STEP * max(1.0, abs(np.float64(z[i])))\n"
         else:
-            namespace[f"d{k}"] = njit(inline="always")(derivative)
+            namespace[f"d{k}"] = njit(inline="always", error_model="numpy")(derivative)
             slope, prologue = f"d{k}({'z' if of == 'input' else 'y'}[i])", ""
         branches.append(
             f"    if index == {k}:\n"
@@ -125,7 +130,7 @@ def compile_activations(specs, dtype):
             f"        return 0\n")
     source = _ACTIVATION_TEMPLATE.format(branches="".join(branches))
     exec(compile(source, "<nnumba custom activations>", "exec"), namespace)
-    return cfunc(ACTIVATION_SIGNATURE, cache=False)(namespace["activations"])
+    return cfunc(ACTIVATION_SIGNATURE, cache=False, error_model="numpy")(namespace["activations"])
 
 
 # ---- user-defined losses (``nn.losses.loss``) --------------------------------------------------
@@ -139,7 +144,8 @@ def compile_loss(value, gradient, dtype):
     elements."""
     nb = _NUMBA_TYPES[np.dtype(dtype)]
     as_data, as_float64 = pointer_to(nb), pointer_to(types.float64)
-    f, df = njit(inline="always")(value), njit(inline="always")(gradient)
+    f = njit(inline="always", error_model="numpy")(value)
+    df = njit(inline="always", error_model="numpy")(gradient)
 
     def loss(out_address, target_address, weights_address, dout_address, result_address, n, k,
              weighted):
@@ -163,7 +169,7 @@ def compile_loss(value, gradient, dtype):
         result[1] = 0.0
         return 0
 
-    return cfunc(LOSS_SIGNATURE, cache=False)(loss)
+    return cfunc(LOSS_SIGNATURE, cache=False, error_model="numpy")(loss)
 
 
 def apply_loss(loss, out, target, weights, dout, result):
