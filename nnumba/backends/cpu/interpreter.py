@@ -28,7 +28,7 @@ from .dropout import dropout_backward, dropout_forward
 from .elementwise import add, add_into, copy
 from .gradients import apply_weight_decay, clip_by_norm, clip_by_value, sum_of_squares
 from .losses import loss_forward_backward, weighted_loss_forward_backward
-from .network import (_allreduce, _blas_turn, _gradient_buffer, _weigh_share, batch_share,
+from .network import (_allreduce, _gradient_buffer, _weigh_share, batch_share, blas_thread_count,
                       consecutive, first_rows, gather_rows)
 from .optim import optimizer_step
 from .pool1d import (avgpool1d_backward, avgpool1d_forward, global_avgpool1d_backward,
@@ -333,7 +333,10 @@ def train_batches(plan, params, grads, buffers, loss, data, n_rows, batch_size, 
     call, taking its turn on BLAS with the MLP loop's calls (``network._blas_turn``:
     BLAS's thread count is one setting for the process). Data-parallel (``comm``),
     the allreduce runs inside the compiled loop, as in ``network``."""
-    with _blas_turn:
+    # a recurrent model's per-step products (h W_hh, as small as 32 x 128 x 512) lose more to
+    # BLAS's thread hand-offs than they gain, and collapse when another process holds a core
+    # (measured: 60 us against 16 ms): its whole call runs on one BLAS thread
+    with blas_thread_count(1 if recurrent_flag(plan) else None):
         return _train_batches(_tables(plan), params, grads, buffers, loss, data, n_rows, batch_size,
                               first, n_iter, opt._replace(rule=None), ws, stats,
                               recurrent_flag(plan), comm, opt.rule, plan.custom, plan.loss)

@@ -10,6 +10,7 @@ Inside jitted code the views of blocks, weights and biases are borrowed
 (``_views``): no reference counting, which at batch size 1 cost a quarter of a
 small network's iteration.
 """
+import contextlib
 import math
 import threading
 
@@ -283,22 +284,30 @@ def train_batches(plan, params, grads, loss, data, n_rows, batch_size, first, n_
             weights, n_rows, batch_size, first, n_iter, opt.code, opt.state, opt.hp, opt.t,
             opt.clip_norm, opt.clip_value, *ws, stats, True if few_rows else None, opt.lrs,
             comm)
-    threads = blas_threads(blocks, batch_size)
+    with blas_thread_count(blas_threads(blocks, batch_size)):
+        return _train_batches(*args)
+
+
+_blas_turn = threading.Lock()
+
+
+@contextlib.contextmanager
+def blas_thread_count(threads):
+    """Take this call's turn on BLAS (``_blas_turn``) and run it with ``threads`` BLAS
+    threads (None: BLAS's default), restoring the count after."""
     with _blas_turn:
         if threads is None:
-            return _train_batches(*args)
+            yield
+            return
         libraries = [lib for lib in _blas_controller().lib_controllers if lib.user_api == "blas"]
         saved = [lib.num_threads for lib in libraries]
         for lib in libraries:
             lib.set_num_threads(threads)
         try:
-            return _train_batches(*args)
+            yield
         finally:
             for lib, n in zip(libraries, saved):
                 lib.set_num_threads(n)
-
-
-_blas_turn = threading.Lock()
 
 
 def blas_threads(blocks, rows):
