@@ -55,35 +55,12 @@ import math
 from numba import cuda
 
 from ..codes import OP_GRU, OP_LSTM, OP_SIMPLE_RNN, SIGMOID
+# the layout is the reference's: the same widths, blocks and processing order
+from ..reference.recurrent import GATES, cache_width, cached_gates, scratch_width, time_of  # noqa: F401
 from . import _config as cfg
 from .activations import apply, derivative
 from .dense import column_sums, gemm
 from .memory import flat
-
-GATES = {OP_SIMPLE_RNN: 1, OP_LSTM: 4, OP_GRU: 3}
-
-
-def cached_gates(cell):
-    """G of the gates block of the cache (none for SimpleRNN, whose gate is h itself)."""
-    return 0 if cell == OP_SIMPLE_RNN else GATES[cell]
-
-
-def cache_width(cell, steps, features, units):
-    """Per-row size of a recurrent op's float cache (layout in ``reference.recurrent``)."""
-    extra = 0 if cell == OP_SIMPLE_RNN else 1
-    return steps * (features + (2 + extra + cached_gates(cell)) * units) + GATES[cell] * units
-
-
-def scratch_width(cell, steps, features, units):
-    """Per-row size of the backward pass's scratch: dgates, dgh (GRU), dc (LSTM), tmp, dxs."""
-    g = GATES[cell] * units
-    return steps * (g + features) + (steps * g if cell == OP_GRU else 0) + \
-        (units if cell == OP_LSTM else 0) + units
-
-
-def time_of(s, steps, reverse):
-    """The time step that processing step s handles."""
-    return steps - 1 - s if reverse else s
 
 
 def _cache_offsets(cell, n, steps, features, units):
