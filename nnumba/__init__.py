@@ -25,9 +25,9 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name):
-    # nn.plot needs matplotlib and nn.sklearn scikit-learn's estimator machinery: both are
-    # imported on first use only
-    if name in ("plot", "sklearn"):
+    # nn.plot needs matplotlib, nn.sklearn scikit-learn's estimator machinery and
+    # nn.distributed mpi4py: they are imported on first use only
+    if name in ("plot", "sklearn", "distributed"):
         import importlib
 
         return importlib.import_module(f".{name}", __name__)

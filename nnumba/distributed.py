@@ -278,6 +278,7 @@ class _World:
                   f"nnumba: the other ranks did not stop within {FAILURE_TIMEOUT_S:g} s "
                   f"(they wait for this one): aborting the MPI job\n")
         err.flush()
+        time.sleep(0.5)  # (for mpiexec to forward the message before it kills the job)
         self.comm.Abort(1)
 
     def exchange(self, payload, bounded, what=None):

@@ -662,7 +662,8 @@ class Sequential:
         raise NonFiniteError(
             f"training diverged at {where}: {what}. That update was not kept: the model keeps the "
             f"weights, optimizer state and step count from before it. Try a smaller learning rate "
-            f"(lr={self.optimizer.lr:g}), clip_grad_norm, or check the data.",
+            f"(lr={self.optimizer.lr_at(self.optimizer.t + 1):g} at this step), clip_grad_norm, "
+            f"or check the data.",
             epoch=None if epoch is None else epoch + 1, iteration=iteration + 1, loss=loss,
             history=history, kind=kind)
 

@@ -233,11 +233,12 @@ def test_an_error_on_one_rank_only_aborts_the_job_instead_of_hanging(tmp_path):
     job after FAILURE_TIMEOUT_S (2 s here) with its error."""
     done, seconds = _launch([sys.executable, str(SCRIPTS / "one_rank_fails.py"), "callback"],
                             cwd=tmp_path, timeout=120)
-    assert done.returncode != 0
-    assert "OSError: the disk of rank 0 is full" in done.stderr
-    assert "aborting the MPI job" in done.stderr
-    assert "not aborted" not in done.stdout
-    assert seconds < 60
+    output = f"status {done.returncode}\nstdout: {done.stdout}\nstderr: {done.stderr}"
+    assert done.returncode != 0, output
+    assert "OSError: the disk of rank 0 is full" in done.stderr, output
+    assert "aborting the MPI job" in done.stderr, output
+    assert "not aborted" not in done.stdout, output
+    assert seconds < 60, output
 
 
 @needs_mpi

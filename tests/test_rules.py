@@ -421,3 +421,11 @@ def test_custom_loss_on_cuda_matches_the_reference(small_cuda_launches):
     for a, b in zip(gpu.get_weights(), ref.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
     np.testing.assert_allclose(gpu.evaluate(X, y)["loss"], ref.evaluate(X, y)["loss"], rtol=1e-12)
+
+
+def test_a_divergence_with_a_scheduled_learning_rate_is_reported():
+    X, y = regression(seed=15)
+    schedule = nn.schedules.ExponentialLR(1e37, gamma=0.5)
+    model = regressor("numpy", "mse", dtype="float32", optimizer=nn.optim.SGD(lr=schedule))
+    with pytest.raises(nn.NonFiniteError, match=r"lr=1e\+37 at this step"):
+        model.fit(X, 1e3 * y, epochs=1, batch_size=8, verbose=0)
