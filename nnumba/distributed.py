@@ -60,6 +60,7 @@ statistics, Dropout's masks hashed from the row index), with an error naming
 the layer.
 """
 import builtins
+import contextlib
 import json
 import os
 import sys
@@ -208,7 +209,7 @@ def _rebuilt(name, message):
         try:
             return cls() if cls is KeyboardInterrupt else cls(message)
         except TypeError:  # a class whose constructor takes other arguments
-            pass
+            return RuntimeError(f"{name}: {message}")
     return RuntimeError(f"{name}: {message}")
 
 
@@ -400,23 +401,6 @@ def _float32_in_numba_mpi():
     return _float32_patched[0]
 
 
-def _pointer(nb_dtype):
-    from numba import types
-    from numba.extending import intrinsic
-
-    @intrinsic
-    def as_pointer(typingctx, address):
-        """The uint64 address as a pointer to nb_dtype."""
-        signature = types.CPointer(nb_dtype)(address)
-
-        def codegen(context, builder, sig, args):
-            return builder.inttoptr(args[0], context.get_value_type(types.CPointer(nb_dtype)))
-
-        return signature, codegen
-
-    return as_pointer
-
-
 def _make_reducer(dtype, via_float64, in_place):
     """(reduce, reduces in place): ``reduce(send, recv, count, scratch)`` is numba-mpi's
     allreduce (SUM) of ``count`` elements of dtype at address send into recv, as a Numba
@@ -430,7 +414,9 @@ def _make_reducer(dtype, via_float64, in_place):
     from numba import carray, cfunc, types
 
     nb = types.float32 if np.dtype(dtype) == np.float32 else types.float64
-    ptr, ptr64 = _pointer(nb), _pointer(types.float64)
+    from .backends.cpu.rules import pointer_to
+
+    ptr, ptr64 = pointer_to(nb), pointer_to(types.float64)
     SUM = numba_mpi.Operator.SUM
     signature = types.int32(types.uint64, types.uint64, types.int64, types.uint64)
     if via_float64:
@@ -447,10 +433,8 @@ def _make_reducer(dtype, via_float64, in_place):
 
         return reduce, in_place
     if in_place:
-        try:
+        with contextlib.suppress(Exception):  # numba-mpi's internals moved: out of place
             return _in_place_reducer(ptr, signature, SUM), True
-        except Exception:  # noqa: BLE001 (numba-mpi's internals moved: reduce out of place)
-            pass
 
     @cfunc(signature, cache=False)
     def reduce(send, recv, count, scratch):

@@ -57,6 +57,17 @@ def _check_init(init):
                              f"{', '.join(map(repr, INITIALIZERS))} or a callable")
 
 
+def _drawn(layer, init, fans, rng):
+    """A (fan_in, fan_out) float64 weight matrix drawn by ``init`` (a name in INITIALIZERS
+    or a callable), checked for its shape and finiteness."""
+    fn = INITIALIZERS[init] if isinstance(init, str) else init
+    w = np.asarray(fn(fans[0], fans[1], rng), dtype=np.float64)
+    if w.shape != tuple(fans):
+        raise ValueError(f"init of {layer!r} returned shape {w.shape}, expected {tuple(fans)}")
+    _checks.finite(w, f"the weights drawn by init of {layer!r}")
+    return w
+
+
 class Layer(ABC):
     """Base class of all layers."""
 
@@ -128,15 +139,7 @@ class Dense(Layer):
     def initial_weights(self, init_name, rng, spec=None):
         """W drawn with ``self.init``, or with ``init_name`` when that is None, as a
         (fan_in, fan_out) float64 array (``fans``; ``spec``, the Param, is not needed)."""
-        init = self.init if self.init is not None else init_name
-        fn = INITIALIZERS[init] if isinstance(init, str) else init
-        fan_in, fan_out = self.fans()
-        w = np.asarray(fn(fan_in, fan_out, rng), dtype=np.float64)
-        if w.shape != (fan_in, fan_out):
-            raise ValueError(f"init of {self!r} returned shape {w.shape}, expected "
-                             f"{(fan_in, fan_out)}")
-        _checks.finite(w, f"the weights drawn by init of {self!r}")
-        return w
+        return _drawn(self, self.init if self.init is not None else init_name, self.fans(), rng)
 
     def config(self):
         init = self.init if self.init is None or isinstance(self.init, str) else "custom"
@@ -545,13 +548,7 @@ class _Recurrent(Layer):
 
     def initial_weights(self, init_name, rng, spec):
         """W_ih or W_hh (``spec``) drawn with ``self.init``, float64."""
-        fn = INITIALIZERS[self.init] if isinstance(self.init, str) else self.init
-        w = np.asarray(fn(spec.shape[0], spec.shape[1], rng), dtype=np.float64)
-        if w.shape != spec.shape:
-            raise ValueError(f"init of {self!r} returned shape {w.shape} for {spec.name}, "
-                             f"expected {spec.shape}")
-        _checks.finite(w, f"the weights drawn by init of {self!r}")
-        return w
+        return _drawn(self, self.init, spec.shape, rng)
 
     def config(self):
         init = self.init if self.init is None or isinstance(self.init, str) else "custom"

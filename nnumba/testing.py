@@ -349,17 +349,11 @@ def _activation_kernels(backend, layer):
     kernels of ``layer``, on 2-D float64 backend arrays (a custom activation's compiled by
     the backend's ``rules``)."""
     if isinstance(layer, CustomActivation):
-        compiled = backend.rules.compile_activations(
+        rules = backend.rules
+        compiled = rules.compile_activations(
             [(layer.function, layer.derivative, layer.derivative_of)], np.float64)
-        if backend.name == "cpu":  # the C callback the loop calls, on addresses
-            def forward(z, y):
-                compiled(0, 0, z.ctypes.data, y.ctypes.data, y.ctypes.data, z.size)
-
-            def backward(z, y, dy):
-                compiled(0, 1, z.ctypes.data, y.ctypes.data, dy.ctypes.data, z.size)
-            return forward, backward
-        return (lambda z, y: compiled.forward(0, z, y),
-                lambda z, y, dy: compiled.backward(0, z, y, dy))
+        return (lambda z, y: rules.apply_activation(compiled, 0, 0, z, y, y),
+                lambda z, y, dy: rules.apply_activation(compiled, 0, 1, z, y, dy))
     a = backend.activations
     code, alpha = layer.code, float(layer.alpha)
     return (lambda z, y: a.activation_forward(code, alpha, z, y),

@@ -172,6 +172,11 @@ def compile_loss(value, gradient, dtype):
     return cfunc(LOSS_SIGNATURE, cache=False, error_model="numpy")(loss)
 
 
+def apply_activation(activations, index, mode, z, y, dy):
+    """Call the activations' C callback from Python on NumPy arrays."""
+    activations.ctypes(index, mode, z.ctypes.data, y.ctypes.data, dy.ctypes.data, z.size)
+
+
 def apply_loss(loss, out, target, weights, dout, result):
     """Call the loss's C callback from Python on NumPy arrays."""
     return loss.ctypes(out.ctypes.data, target.ctypes.data, weights.ctypes.data, dout.ctypes.data,

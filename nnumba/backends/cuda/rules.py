@@ -10,6 +10,7 @@ import math  # noqa: F401 (rules may use it)
 import numpy as np
 from numba import cuda
 
+from ..reference import rules as _ref
 from . import _config as cfg
 from .optim import verdict
 
@@ -94,6 +95,9 @@ def compile_activations(specs, dtype):
     return Activations(specs, dtype)
 
 
+apply_activation = _ref.apply_activation
+
+
 # ---- user-defined losses (``nn.losses.loss``) --------------------------------------------------
 def compile_loss(value, gradient, dtype):
     """The contract of ``reference.rules.compile_loss`` on device arrays: one kernel writes
@@ -110,10 +114,15 @@ def compile_loss(value, gradient, dtype):
             terms[e] = f(o, t) * w
             dout[i, j] = df(o, t) * (scale * w)
 
+    buffers = {}  # the terms buffer, made once per batch size (not per step)
+
     def loss(out, target, weights, dout, result):
         n, k = out.shape
         dt = np.dtype(out.dtype).type
-        terms = cuda.device_array(max(n * k, 1), out.dtype)
+        key = (n * k, np.dtype(out.dtype).name)
+        if key not in buffers:
+            buffers[key] = cuda.device_array(max(n * k, 1), out.dtype)
+        terms = buffers[key]
         weighted = weights.shape[0] > 0
         if n * k:
             kernel[cfg.grid(n * k), cfg.TPB](out, target, weights if weighted else out[:, 0],

@@ -80,18 +80,18 @@ class Activations:
         dy *= np.asarray(slope, dtype=dy.dtype)
 
 
-def _elementwise(f, a):
-    """f over the array a: called on a itself, or element by element when f is written
-    for scalars only."""
-    try:
-        with np.errstate(all="ignore"):
-            out = np.asarray(f(a))
-        if out.shape == np.shape(a):
-            return out
-    except (TypeError, ValueError):
-        pass
+def _elementwise(f, *arrays):
+    """f over arrays of one shape, element by element: called on the arrays themselves
+    where f allows it, else on each element's values (f written for scalars only)."""
+    shape = np.shape(arrays[0])
     with np.errstate(all="ignore"):
-        return np.array([f(v) for v in np.ravel(a)]).reshape(np.shape(a))
+        try:
+            out = np.asarray(f(*arrays))
+        except (TypeError, ValueError):
+            out = None
+        if out is not None and out.shape == shape:
+            return out
+        return np.array([f(*v) for v in zip(*(np.ravel(a) for a in arrays))]).reshape(shape)
 
 
 def compile_activations(specs, dtype):
@@ -99,20 +99,16 @@ def compile_activations(specs, dtype):
     return Activations(specs, dtype)
 
 
+def apply_activation(activations, index, mode, z, y, dy):
+    """Call compiled activations from Python (the same call on every backend): mode 0
+    sets y = f(z), mode 1 multiplies dy by f'(z)."""
+    if mode == 0:
+        activations.forward(index, z, y)
+    else:
+        activations.backward(index, z, y, dy)
+
+
 # ---- user-defined losses (``nn.losses.loss``) --------------------------------------------------
-def _pairwise(f, a, b):
-    """f over the arrays a and b element by element (vectorised where f allows)."""
-    try:
-        with np.errstate(all="ignore"):
-            out = np.asarray(f(a, b))
-        if out.shape == np.shape(a):
-            return out
-    except (TypeError, ValueError):
-        pass
-    with np.errstate(all="ignore"):
-        return np.array([f(u, v) for u, v in zip(np.ravel(a), np.ravel(b))]).reshape(np.shape(a))
-
-
 def compile_loss(value, gradient, dtype):
     """``loss(out, target, weights, dout, result)`` of an element-wise loss: the mean over
     all n k elements of value(out, target) (row i's terms times its weight w_i when
@@ -120,8 +116,8 @@ def compile_loss(value, gradient, dtype):
     dL/dout = gradient(out, target) w_i / (n k) into dout, as the built-in mse does."""
 
     def loss(out, target, weights, dout, result):
-        e = _pairwise(value, out, target).astype(out.dtype)
-        g = _pairwise(gradient, out, target).astype(out.dtype)
+        e = _elementwise(value, out, target).astype(out.dtype)
+        g = _elementwise(gradient, out, target).astype(out.dtype)
         scale = out.dtype.type(1) / out.dtype.type(out.size)
         if weights.shape[0]:
             result[0] = np.sum(weights.astype(np.float64)[:, None] * e, dtype=np.float64) / e.size
