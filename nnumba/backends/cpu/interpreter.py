@@ -6,9 +6,10 @@ epoch's iterations in one call, with no Python per iteration or per op. The
 switch on the op kind runs per op per iteration; each kind's kernels live in
 their own module (``conv1d``, ``pool1d``, ``dropout``, ``batchnorm``), cached
 on disk, and this module is imported (and compiled) only by models that are
-not plain MLPs, which keep the specialised loop of ``network``. The recurrent
-kernels are compiled only for models that have recurrent layers
-(``recurrent_flag``). Views of the workspaces and parameters are borrowed
+not plain MLPs, which keep the specialised loop of ``network``. A model compiles
+the kernels of its own op kinds only (``kinds``), and calls its loss and its
+optimizer step through C callbacks (``callbacks``), so that it compiles those of
+its own loss and optimizer only. Views of the workspaces and parameters are borrowed
 (``_views``).
 """
 import math
@@ -18,6 +19,7 @@ from numba import njit
 
 from .. import codes as c
 from ..reference.interpreter import EVAL, TRAIN, TRAIN_UPDATE
+from . import callbacks
 from ._config import KERNEL
 from ._views import flat_view, rows_view
 from .activations import activation_backward, activation_forward
@@ -27,10 +29,9 @@ from .dense import dense_backward, dense_backward_input, dense_forward
 from .dropout import dropout_backward, dropout_forward
 from .elementwise import add, add_into, copy
 from .gradients import apply_weight_decay, clip_by_norm, clip_by_value, sum_of_squares
-from .losses import loss_forward_backward, weighted_loss_forward_backward
+from .losses import loss_forward_backward
 from .network import (_allreduce, _gradient_buffer, _weigh_share, batch_share, blas_thread_count,
-                      consecutive, first_rows, gather_rows)
-from .optim import optimizer_step
+                      call_loss, call_step, consecutive, first_rows, gather_rows)
 from .pool1d import (avgpool1d_backward, avgpool1d_forward, global_avgpool1d_backward,
                      global_avgpool1d_forward, maxpool1d_backward, maxpool1d_forward)
 from .recurrent import recurrent_backward, recurrent_forward
@@ -111,22 +112,32 @@ def _recurrent_backward(ops, i, params, grads, segs, dy, dinp, cache, scratch, r
                        ops[i, c.OP_OUT_OFFSET], ops[i, c.OP_CH_OUT])
 
 
-def recurrent_flag(plan):
-    """True when the plan has recurrent ops, else None: the jitted loop's ``recurrent``
-    argument. With None, Numba prunes the recurrent branches (``is not None`` on an
-    argument typed None), so a model without them does not compile their kernels."""
-    kinds = plan.ops[:, c.OP_KIND]
-    return True if ((kinds >= c.OP_SIMPLE_RNN) & (kinds <= c.OP_GRU)).any() else None
+# The groups of op kinds whose kernels a model compiles only when it has such ops.
+KIND_GROUPS = (("conv", (c.OP_CONV1D,)),
+               ("pool", (c.OP_MAXPOOL1D, c.OP_AVGPOOL1D, c.OP_GLOBAL_AVGPOOL1D)),
+               ("dropout", (c.OP_DROPOUT,)),
+               ("batchnorm", (c.OP_BATCHNORM,)),
+               ("recurrent", c.RECURRENT_KINDS))
+
+
+def kinds(plan):
+    """The jitted functions' arguments ``conv, pool, dropout, batchnorm, recurrent``: True
+    when the plan has ops of the group (``KIND_GROUPS``), else None. With None, Numba
+    prunes the group's branches before typing (``is not None`` on an argument typed
+    None), so a model compiles the kernels of its own kinds only (a Conv1D network does
+    not compile BatchNorm's, pooling's or the recurrent cells')."""
+    present = set(int(k) for k in plan.ops[:, c.OP_KIND])
+    return tuple(True if present.intersection(group) else None for _, group in KIND_GROUPS)
 
 
 def forward(plan, params, buffers, x, ws, mode, seed, t):
     """See the reference twin: run the ops on the batch x (n rows)."""
-    _forward(_tables(plan), params, buffers, x, ws, mode, seed, t, recurrent_flag(plan),
-             plan.custom)
+    _forward(_tables(plan), params, buffers, x, ws, mode, seed, t, *kinds(plan), plan.custom)
 
 
 @njit(**KERNEL)
-def _forward(plan, params, buffers, x, ws, mode, seed, t, recurrent, custom):
+def _forward(plan, params, buffers, x, ws, mode, seed, t, conv, pool, dropout, batchnorm, recurrent,
+             custom):
     ops, fops, segs = plan.ops, plan.fops, plan.segs
     rows, n = ws.xb.shape[0], x.shape[0]
     for i in range(ops.shape[0]):
@@ -141,6 +152,8 @@ def _forward(plan, params, buffers, x, ws, mode, seed, t, recurrent, custom):
         elif kind == c.OP_ACTIVATION:
             activation_forward(act, alpha, inp, out)
         elif kind == c.OP_CONV1D:
+            if conv is None:
+                continue
             conv1d_forward(inp, _matrix(params, segs, ops[i, c.OP_W_SEG], ops[i, c.OP_CH_OUT]),
                            _segment(params, segs, ops[i, c.OP_B_SEG]),
                            _patches(ops, i, ws.cache, rows, n), out, ops[i, c.OP_STEPS_IN],
@@ -148,20 +161,30 @@ def _forward(plan, params, buffers, x, ws, mode, seed, t, recurrent, custom):
             if act != c.IDENTITY:
                 activation_forward(act, alpha, out, out)
         elif kind == c.OP_MAXPOOL1D:
+            if pool is None:
+                continue
             argmax = _region(ws.icache, ops[i, c.OP_ICACHE], rows, n, ops[i, c.OP_OUT_SIZE])
             maxpool1d_forward(inp, out, argmax, ops[i, c.OP_STEPS_IN], ops[i, c.OP_CH_IN],
                               ops[i, c.OP_K], ops[i, c.OP_STRIDE])
         elif kind == c.OP_AVGPOOL1D:
+            if pool is None:
+                continue
             avgpool1d_forward(inp, out, ops[i, c.OP_STEPS_IN], ops[i, c.OP_CH_IN], ops[i, c.OP_K],
                               ops[i, c.OP_STRIDE])
         elif kind == c.OP_GLOBAL_AVGPOOL1D:
+            if pool is None:
+                continue
             global_avgpool1d_forward(inp, out, ops[i, c.OP_STEPS_IN], ops[i, c.OP_CH_IN])
         elif kind == c.OP_DROPOUT:
+            if dropout is None:
+                continue
             if mode == EVAL:
                 copy(inp, out)
             else:
                 dropout_forward(inp, out, fops[i, c.FOP_RATE], seed, t, i)
         elif kind == c.OP_BATCHNORM:
+            if batchnorm is None:
+                continue
             ch = ops[i, c.OP_CH_OUT]
             m = n * ops[i, c.OP_OUT_SIZE] // ch
             x2, y2 = rows_view(inp, 0, m, ch), rows_view(out, 0, m, ch)
@@ -185,8 +208,9 @@ def _forward(plan, params, buffers, x, ws, mode, seed, t, recurrent, custom):
                 _region(ws.acts, ops[i, c.OP_SKIP], rows, n, ops[i, c.OP_OUT_SIZE])
             add(inp, skip, out)
         elif kind == c.OP_SIMPLE_RNN or kind == c.OP_LSTM or kind == c.OP_GRU:
-            if recurrent is not None:
-                _recurrent_forward(ops, i, params, segs, inp, out, ws.cache, rows)
+            if recurrent is None:
+                continue
+            _recurrent_forward(ops, i, params, segs, inp, out, ws.cache, rows)
         elif kind == c.OP_CUSTOM_ACTIVATION:
             if custom is not None:  # the model's custom activations' C callback (None: pruned)
                 custom(ops[i, c.OP_K], 0, inp.ctypes.data, out.ctypes.data, out.ctypes.data,
@@ -194,7 +218,7 @@ def _forward(plan, params, buffers, x, ws, mode, seed, t, recurrent, custom):
 
 
 @njit(**KERNEL)
-def _backward(plan, params, grads, x, ws, seed, t, recurrent, custom):
+def _backward(plan, params, grads, x, ws, seed, t, conv, pool, dropout, batchnorm, recurrent, custom):
     """See the reference twin: back-propagate from the last op's region of deltas."""
     ops, fops, segs = plan.ops, plan.fops, plan.segs
     rows, n = ws.xb.shape[0], x.shape[0]
@@ -220,6 +244,8 @@ def _backward(plan, params, grads, x, ws, seed, t, recurrent, custom):
             if has_dx:
                 copy(dy, dinp)
         elif kind == c.OP_CONV1D:
+            if conv is None:
+                continue
             if act != c.IDENTITY:
                 activation_backward(act, alpha, y, dy)
             patches = _patches(ops, i, ws.cache, rows, n)
@@ -231,21 +257,31 @@ def _backward(plan, params, grads, x, ws, seed, t, recurrent, custom):
                             ops[i, c.OP_STEPS_IN], ops[i, c.OP_CH_IN], ops[i, c.OP_K],
                             ops[i, c.OP_STRIDE], ops[i, c.OP_PAD])
         elif kind == c.OP_MAXPOOL1D:
+            if pool is None:
+                continue
             if has_dx:
                 argmax = _region(ws.icache, ops[i, c.OP_ICACHE], rows, n, ops[i, c.OP_OUT_SIZE])
                 maxpool1d_backward(dy, argmax, dinp, ops[i, c.OP_STEPS_IN], ops[i, c.OP_CH_IN],
                                    ops[i, c.OP_K], ops[i, c.OP_STRIDE])
         elif kind == c.OP_AVGPOOL1D:
+            if pool is None:
+                continue
             if has_dx:
                 avgpool1d_backward(dy, dinp, ops[i, c.OP_STEPS_IN], ops[i, c.OP_CH_IN],
                                    ops[i, c.OP_K], ops[i, c.OP_STRIDE])
         elif kind == c.OP_GLOBAL_AVGPOOL1D:
+            if pool is None:
+                continue
             if has_dx:
                 global_avgpool1d_backward(dy, dinp, ops[i, c.OP_STEPS_IN], ops[i, c.OP_CH_IN])
         elif kind == c.OP_DROPOUT:
+            if dropout is None:
+                continue
             if has_dx:
                 dropout_backward(dy, dinp, fops[i, c.FOP_RATE], seed, t, i)
         elif kind == c.OP_BATCHNORM:
+            if batchnorm is None:
+                continue
             ch = ops[i, c.OP_CH_OUT]
             m = n * ops[i, c.OP_OUT_SIZE] // ch
             dx2 = rows_view(dinp, 0, m, ch) if has_dx else rows_view(ws.deltas, 0, 0, ch)
@@ -257,9 +293,9 @@ def _backward(plan, params, grads, x, ws, seed, t, recurrent, custom):
         elif kind == c.OP_RESIDUAL_ADD:
             copy(dy, dinp)
         elif kind == c.OP_SIMPLE_RNN or kind == c.OP_LSTM or kind == c.OP_GRU:
-            if recurrent is not None:
-                _recurrent_backward(ops, i, params, grads, segs, dy, dinp, ws.cache, ws.scratch,
-                                    rows)
+            if recurrent is None:
+                continue
+            _recurrent_backward(ops, i, params, grads, segs, dy, dinp, ws.cache, ws.scratch, rows)
         elif kind == c.OP_CUSTOM_ACTIVATION:
             if custom is not None:
                 custom(ops[i, c.OP_K], 1, inp.ctypes.data, y.ctypes.data, dy.ctypes.data,
@@ -284,7 +320,7 @@ def output_view(plan, buf, rows, n):
 def loss_and_gradients(plan, params, grads, buffers, loss, x, target, labels, ws, mode, seed, t):
     """Forward (``mode``), loss (ws.result: mean loss, correct count), backward into grads."""
     _loss_and_gradients(_tables(plan), params, grads, buffers, loss, x, target, labels, ws, mode,
-                        seed, t, recurrent_flag(plan), plan.custom, plan.loss)
+                        seed, t, *kinds(plan), plan.custom, plan.loss)
 
 
 def _tables(plan):
@@ -295,23 +331,18 @@ def _tables(plan):
 
 
 @njit(**KERNEL)
-def _custom_loss(loss_fn, out, target, weights, dout, result):
-    loss_fn(out.ctypes.data, target.ctypes.data, weights.ctypes.data, dout.ctypes.data,
-            result.ctypes.data, out.shape[0], out.shape[1], weights.shape[0] > 0)
-
-
-@njit(**KERNEL)
 def _loss_and_gradients(plan, params, grads, buffers, loss, x, target, labels, ws, mode, seed, t,
-                        recurrent, custom, loss_fn):
+                        conv, pool, dropout, batchnorm, recurrent, custom, loss_fn):
     rows, n = ws.xb.shape[0], x.shape[0]
-    _forward(plan, params, buffers, x, ws, mode, seed, t, recurrent, custom)
+    _forward(plan, params, buffers, x, ws, mode, seed, t, conv, pool, dropout, batchnorm, recurrent,
+             custom)
     if loss_fn is not None:  # a user-defined loss's C callback (None: pruned)
-        _custom_loss(loss_fn, output_rows(plan, ws.acts, rows, n), target, flat_view(ws.wb, 0, 0),
-                     output_rows(plan, ws.deltas, rows, n), ws.result)
+        call_loss(loss_fn, output_rows(plan, ws.acts, rows, n), target, flat_view(ws.wb, 0, 0),
+                  output_rows(plan, ws.deltas, rows, n), ws.result)
     else:
         loss_forward_backward(loss, output_rows(plan, ws.acts, rows, n), target, labels,
                               output_rows(plan, ws.deltas, rows, n), ws.result)
-    _backward(plan, params, grads, x, ws, seed, t, recurrent, custom)
+    _backward(plan, params, grads, x, ws, seed, t, conv, pool, dropout, batchnorm, recurrent, custom)
 
 
 @njit(**KERNEL)
@@ -336,15 +367,20 @@ def train_batches(plan, params, grads, buffers, loss, data, n_rows, batch_size, 
     # a recurrent model's per-step products (h W_hh, as small as 32 x 128 x 512) lose more to
     # BLAS's thread hand-offs than they gain, and collapse when another process holds a core
     # (measured: 60 us against 16 ms): its whole call runs on one BLAS thread
-    with blas_thread_count(1 if recurrent_flag(plan) else None):
+    weighted = data.weights.shape[0] > 0
+    loss_fn = plan.loss if plan.loss is not None else callbacks.loss(loss, weighted, params.dtype)
+    step_fn = opt.rule if opt.rule is not None else callbacks.step(opt.code, params.dtype)
+    flags = kinds(plan)
+    with blas_thread_count(1 if flags[-1] else None):
         return _train_batches(_tables(plan), params, grads, buffers, loss, data, n_rows, batch_size,
-                              first, n_iter, opt._replace(rule=None), ws, stats,
-                              recurrent_flag(plan), comm, opt.rule, plan.custom, plan.loss)
+                              first, n_iter, opt._replace(rule=None), ws, stats, *flags, comm,
+                              step_fn, plan.custom, loss_fn)
 
 
 @njit(**KERNEL)
 def _train_batches(plan, params, grads, buffers, loss, data, n_rows, batch_size, first, n_iter, opt,
-                   ws, stats, recurrent, comm, rule, custom, loss_fn):
+                   ws, stats, conv, pool, dropout, batchnorm, recurrent, comm, step_fn, custom,
+                   loss_fn):
     scratch = np.zeros(1)
     n_params = params.shape[0]
     weight = 1.0
@@ -372,25 +408,25 @@ def _train_batches(plan, params, grads, buffers, loss, data, n_rows, batch_size,
         step = opt.t + j + 1
         # loss_and_gradients, written out: each level of jitted calls re-optimises all the
         # code below it when Numba links it (measured: this level cost 3.3 s of a cold start)
-        _forward(plan, params, buffers, x, ws, TRAIN_UPDATE, opt.seed, step, recurrent, custom)
+        _forward(plan, params, buffers, x, ws, TRAIN_UPDATE, opt.seed, step, conv, pool, dropout,
+                 batchnorm, recurrent, custom)
         w_n = data.weights  # empty: unweighted
         if data.weights.shape[0]:
             w_n = flat_view(data.weights, lo, n)
             if not consecutive(index):
                 w_n = flat_view(ws.wb, 0, n)
                 gather_rows(data.weights, index, w_n)
-        if loss_fn is not None:
-            _custom_loss(loss_fn, output_rows(plan, ws.acts, ws.xb.shape[0], n), t_n, w_n,
-                         output_rows(plan, ws.deltas, ws.xb.shape[0], n), ws.result)
+        out = output_rows(plan, ws.acts, ws.xb.shape[0], n)
+        dout = output_rows(plan, ws.deltas, ws.xb.shape[0], n)
+        if loss == c.CROSS_ENTROPY:  # the loss is a C callback, built-in or user-defined
+            call_loss(loss_fn, out, l_n, w_n, dout, ws.result)
         else:
-            weighted_loss_forward_backward(loss, output_rows(plan, ws.acts, ws.xb.shape[0], n),
-                                           t_n, l_n, w_n,
-                                           output_rows(plan, ws.deltas, ws.xb.shape[0], n),
-                                           ws.result)
+            call_loss(loss_fn, out, t_n, w_n, dout, ws.result)
         if comm is not None:
             _weigh_share(output_rows(plan, ws.deltas, ws.xb.shape[0], n), ws.result, weight)
             grads = _gradient_buffer(comm, j, n_params)
-        _backward(plan, params, grads, x, ws, opt.seed, step, recurrent, custom)
+        _backward(plan, params, grads, x, ws, opt.seed, step, conv, pool, dropout, batchnorm,
+                  recurrent, custom)
         if comm is not None:
             grads = _allreduce(comm, j, n_params, ws.result)
         row[c.STAT_LOSS] = ws.result[0]
@@ -413,11 +449,8 @@ def _train_batches(plan, params, grads, buffers, loss, data, n_rows, batch_size,
             for s in range(segs.shape[0]):
                 if segs[s, c.SEG_DECAY]:
                     apply_weight_decay(_segment(params, segs, s), _segment(grads, segs, s), opt.hp)
-        if rule is not None:  # a user-defined rule's C callback (None: pruned)
-            status = rule(params.ctypes.data, grads.ctypes.data, opt.state.ctypes.data,
-                          opt.hp.ctypes.data, n_params, step)
-        else:
-            status = optimizer_step(opt.code, params, grads, opt.state, opt.hp, step)
+        # the step is a C callback, built-in (``callbacks``) or a user-defined rule
+        status = call_step(step_fn, params, grads, opt.state, opt.hp, step)
         if status == c.STATUS_OK:
             big = np.finfo(buffers.dtype).max
             for e in range(buffers.shape[0]):  # BatchNorm's running statistics (a few numbers)

@@ -24,12 +24,13 @@ from ..reference import network as _ref
 from ._config import (BLAS_THREADED_MIN_FLOPS, INLINE, KERNEL, OUTER_PRODUCT_MAX_ROWS,
                       OUTER_PRODUCT_MIN_PARAMS, REDUCTION, SMALL_MATMUL_FLOPS)
 from ._views import flat_view, rows_view
+from . import callbacks
 from .activations import activation_backward, activation_forward
 from .dense import column_sums, dense_backward, dense_backward_input, dense_forward
 from .elementwise import copy
 from .gradients import apply_weight_decay, clip_by_norm, clip_by_value, sum_of_squares
-from .losses import loss_forward_backward, weighted_loss_forward_backward
-from .optim import optimizer_step, outer_product_step, state_rows, step_serial
+from .losses import loss_forward_backward
+from .optim import outer_product_step, state_rows, step_serial
 
 
 # Python callers (the model) get the reference's NumPy views; the jitted code below uses
@@ -283,7 +284,8 @@ def train_batches(plan, params, grads, loss, data, n_rows, batch_size, first, n_
     args = (blocks, plan.alphas, params, grads, loss, data.X, data.T, data.labels, data.order,
             weights, n_rows, batch_size, first, n_iter, opt.code, opt.state, opt.hp, opt.t,
             opt.clip_norm, opt.clip_value, *ws, stats, True if few_rows else None, opt.lrs,
-            comm)
+            comm, callbacks.loss(loss, weights is not None, params.dtype),
+            callbacks.step(opt.code, params.dtype))
     with blas_thread_count(blas_threads(blocks, batch_size)):
         return _train_batches(*args)
 
@@ -382,15 +384,33 @@ def _allreduce(comm, j, n_params, result):
     return flat_view(dst, 0, n_params)
 
 
+@njit(**INLINE)
+def call_loss(loss_fn, out, target, weights, dout, result):
+    """The loss callback ``loss_fn`` (``callbacks``, ``rules``) on a batch's output, its
+    targets (cross-entropy: labels) and weights (empty: unweighted)."""
+    loss_fn(out.ctypes.data, target.ctypes.data, weights.ctypes.data, dout.ctypes.data,
+            result.ctypes.data, out.shape[0], out.shape[1], weights.shape[0] > 0)
+
+
+@njit(**INLINE)
+def call_step(step_fn, params, grads, state, hp, t):
+    """The optimizer callback ``step_fn`` (``callbacks``, ``rules``): step t of all the
+    parameters; returns its verdict (``codes.STATUS_*``)."""
+    return step_fn(params.ctypes.data, grads.ctypes.data, state.ctypes.data, hp.ctypes.data,
+                   params.shape[0], t)
+
+
 @njit(**KERNEL)
 def _train_batches(blocks, alphas, params, grads, loss, X, T, labels, order, weights, n_rows,
                    batch_size, first, n_iter, opt, state, hp, t, clip_norm, clip_value, xb, tb, lb,
-                   acts, deltas, wb, stats, few_rows_paths, lrs, comm):
+                   acts, deltas, wb, stats, few_rows_paths, lrs, comm, loss_fn, step_fn):
     """The loop; ``few_rows_paths`` is None when no batch has OUTER_PRODUCT_MAX_ROWS rows
     or fewer: Numba then prunes the branches of such batches (``is None`` on an
     argument is decided at compile time), so their kernels are not even compiled
     (about 3 s of a cold start). Likewise ``weights`` (one per sample) is None when
-    training is unweighted, and ``comm`` (a ``Comm``) when it is not data-parallel."""
+    training is unweighted, and ``comm`` (a ``Comm``) when it is not data-parallel.
+    The loss and the optimizer step are C callbacks (``callbacks``): the loop is the
+    same compiled code for all of them."""
     scratch = np.zeros(1)
     # (weight decay needs each weight gradient whole: no on-the-fly step then; nor does
     # the allreduce)
@@ -431,17 +451,17 @@ def _train_batches(blocks, alphas, params, grads, loss, X, T, labels, order, wei
         forward(blocks, alphas, params, x, acts)
         rows = _workspace_rows(blocks, acts)
         last = blocks.shape[0] - 1
-        if weights is None:
-            loss_forward_backward(loss, _block_view(blocks, last, acts, rows, n), t_n, l_n,
-                                  _block_view(blocks, last, deltas, rows, n), row[STAT_LOSS:])
-        else:
+        w_n = flat_view(wb, 0, 0)
+        if weights is not None:
             w_n = flat_view(weights, lo, n)
             if not consecutive(index):
                 w_n = flat_view(wb, 0, n)
                 gather_rows(weights, index, w_n)
-            weighted_loss_forward_backward(loss, _block_view(blocks, last, acts, rows, n), t_n,
-                                           l_n, w_n, _block_view(blocks, last, deltas, rows, n),
-                                           row[STAT_LOSS:])
+        out, dout = _block_view(blocks, last, acts, rows, n), _block_view(blocks, last, deltas, rows, n)
+        if loss == CROSS_ENTROPY:
+            call_loss(loss_fn, out, l_n, w_n, dout, row[STAT_LOSS:])
+        else:
+            call_loss(loss_fn, out, t_n, w_n, dout, row[STAT_LOSS:])
         if comm is not None:
             _weigh_share(_block_view(blocks, last, deltas, rows, n), row[STAT_LOSS:], weight)
             grads = _gradient_buffer(comm, j, n_params)
@@ -472,7 +492,7 @@ def _train_batches(blocks, alphas, params, grads, loss, X, T, labels, order, wei
                 clip_by_value(grads, clip_value)
             if hp[HP_WEIGHT_DECAY] != 0:
                 decay_weights(blocks, params, grads, hp)
-            status = optimizer_step(opt, params, grads, state, hp, t + j + 1)
+            status = call_step(step_fn, params, grads, state, hp, t + j + 1)
         row[STAT_STATUS] = status
         if status != STATUS_OK:
             return j

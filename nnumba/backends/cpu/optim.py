@@ -92,28 +92,57 @@ def _loops(opt, w, g, s0, s1, c):
     """One step of every element; returns the verdict on what it wrote (STATUS_OK,
     STATUS_UPDATE or STATUS_STATE). The checks are and-reductions in the same pass:
     no extra memory traffic, and they vectorise with the loop."""
-    lr, beta1, beta2, eps, inside, step_size, eps_hat, one = c
-    big = np.finfo(w.dtype).max
-    ok_w = ok_s = True
     if opt == SGD:
-        for i in range(w.shape[0]):
-            _sgd(i, w, g[i], lr)
-            ok_w &= finite(w[i], big)
-    elif opt == MOMENTUM:
-        for i in range(w.shape[0]):
-            _momentum(i, w, g[i], s0, lr, beta1, one)
-            ok_w &= finite(w[i], big)
-            ok_s &= finite(s0[i], big)
-    elif opt == RMSPROP:
-        for i in range(w.shape[0]):
-            _rmsprop(i, w, g[i], s0, lr, beta1, eps, inside, one)
-            ok_w &= finite(w[i], big)
-            ok_s &= finite(s0[i], big)
-    elif opt == ADAM:
-        for i in range(w.shape[0]):
-            _adam(i, w, g[i], s0, s1, step_size, beta1, beta2, eps_hat, one)
-            ok_w &= finite(w[i], big)
-            ok_s &= finite(s0[i], big) & finite(s1[i], big)
+        return sgd_loop(w, g, c)
+    if opt == MOMENTUM:
+        return momentum_loop(w, g, s0, c)
+    if opt == RMSPROP:
+        return rmsprop_loop(w, g, s0, c)
+    return adam_loop(w, g, s0, s1, c)
+
+
+# One loop per rule (``c`` the tuple of ``constants``), called by ``_loops`` and, one each,
+# by the rules' C callbacks (``callbacks``), which compile only their own.
+
+@njit(**KERNEL)
+def sgd_loop(w, g, c):
+    lr, big, ok_w = c[0], np.finfo(w.dtype).max, True
+    for i in range(w.shape[0]):
+        _sgd(i, w, g[i], lr)
+        ok_w &= finite(w[i], big)
+    return _verdict(ok_w, True)
+
+
+@njit(**KERNEL)
+def momentum_loop(w, g, v, c):
+    lr, beta, one = c[0], c[1], c[7]
+    big, ok_w, ok_s = np.finfo(w.dtype).max, True, True
+    for i in range(w.shape[0]):
+        _momentum(i, w, g[i], v, lr, beta, one)
+        ok_w &= finite(w[i], big)
+        ok_s &= finite(v[i], big)
+    return _verdict(ok_w, ok_s)
+
+
+@njit(**KERNEL)
+def rmsprop_loop(w, g, s, c):
+    lr, beta, eps, inside, one = c[0], c[1], c[3], c[4], c[7]
+    big, ok_w, ok_s = np.finfo(w.dtype).max, True, True
+    for i in range(w.shape[0]):
+        _rmsprop(i, w, g[i], s, lr, beta, eps, inside, one)
+        ok_w &= finite(w[i], big)
+        ok_s &= finite(s[i], big)
+    return _verdict(ok_w, ok_s)
+
+
+@njit(**KERNEL)
+def adam_loop(w, g, m, v, c):
+    beta1, beta2, step_size, eps_hat, one = c[1], c[2], c[5], c[6], c[7]
+    big, ok_w, ok_s = np.finfo(w.dtype).max, True, True
+    for i in range(w.shape[0]):
+        _adam(i, w, g[i], m, v, step_size, beta1, beta2, eps_hat, one)
+        ok_w &= finite(w[i], big)
+        ok_s &= finite(m[i], big) & finite(v[i], big)
     return _verdict(ok_w, ok_s)
 
 
