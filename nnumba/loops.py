@@ -30,7 +30,7 @@ class MLPLoop:
 
     def loss(self, model, out, target, labels, dout, result):
         """The model's loss of outputs ``out`` (evaluate): value into result, dL/dout."""
-        self.backend.losses.loss_forward_backward(model.loss.code, out, target, labels, dout,
+        self.backend.losses.batch_loss(model.loss.code, out, target, labels, dout,
                                                   result)
 
     def train_batches(self, model, data, n_rows, batch_size, first, n_iter, ws, stats, clip, mode,
@@ -129,7 +129,7 @@ class OpLoop:
         """The model's loss of outputs ``out`` (evaluate): value into result, dL/dout."""
         program = self.program(model)
         if program.loss is None:
-            self.backend.losses.loss_forward_backward(model.loss.code, out, target, labels, dout,
+            self.backend.losses.batch_loss(model.loss.code, out, target, labels, dout,
                                                       result)
         else:
             self.backend.rules.apply_loss(program.loss, out, target, out[:0, 0], dout, result)

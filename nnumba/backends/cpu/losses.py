@@ -285,3 +285,26 @@ def weighted_loss_forward_backward(loss, out, target, labels, weights, dout, res
         _weighted_mae(out, target, weights, dout, result)
     elif loss == HUBER:
         _weighted_huber(out, target, weights, dout, result)
+
+
+def batch_loss(loss, out, target, labels, dout, result):
+    """loss_forward_backward called from Python (the model's evaluate): through the loss's
+    C callback (``callbacks``), the one the training loops call, so that evaluating
+    compiles only this loss, not the dispatcher's five."""
+    from .callbacks import loss as callback
+
+    # the callback reads raw memory: C-ordered arrays of the dtypes it was compiled for
+    for name, a, dtype in (("out", out, out.dtype), ("dout", dout, out.dtype),
+                           ("result", result, np.float64)):
+        if not (a.flags.c_contiguous and a.dtype == dtype):
+            raise ValueError(f"batch_loss: {name} must be C-contiguous {np.dtype(dtype).name}, "
+                             f"got {a.dtype} {'C' if a.flags.c_contiguous else 'strided'}")
+    source = np.ascontiguousarray(labels, np.int64) if loss == CROSS_ENTROPY else \
+        np.ascontiguousarray(target, out.dtype)
+    shape = out.shape[:1] if loss == CROSS_ENTROPY else out.shape
+    if source.shape != shape or dout.shape != out.shape:
+        raise ValueError(f"batch_loss: out {out.shape}, dout {dout.shape} and targets "
+                         f"{source.shape} do not match")
+    callback(loss, False, out.dtype).ctypes(out.ctypes.data, source.ctypes.data, 0,
+                                            dout.ctypes.data, result.ctypes.data, out.shape[0],
+                                            out.shape[1], 0)

@@ -268,3 +268,8 @@ def weighted_loss_forward_backward(loss, out, target, labels, weights, dout, res
     """loss_forward_backward with one weight per row of ``out`` (1-D, in out's dtype), or
     exactly loss_forward_backward when ``weights`` is empty."""
     weighted_loss_into(loss, out, target, labels, weights, dout, result, 0)
+
+
+# What the model calls from Python to evaluate a batch (every backend has it: on cpu it goes
+# through the loss's C callback); here, the dispatcher itself.
+batch_loss = loss_forward_backward

@@ -178,3 +178,8 @@ def weighted_loss_forward_backward(loss, out, target, labels, weights, dout, res
         _weighted_cross_entropy(out, labels, weights, dout, result)
     else:
         raise ValueError(f"unknown loss code {loss}")
+
+
+# What the model calls from Python to evaluate a batch (every backend has it: on cpu it goes
+# through the loss's C callback); here, the dispatcher itself.
+batch_loss = loss_forward_backward
