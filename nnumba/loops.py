@@ -198,7 +198,7 @@ def announce_compile(loop, dtype, verbose):
     key = (loop.backend.name, type(loop).__name__, np.dtype(dtype).name)
     if verbose and loop.backend.name != "numpy" and key not in _announced:
         what = "the MLP loop" if isinstance(loop, MLPLoop) else "the op-table loop"
-        print(f"nnumba: compiling {what} for {key[2]} on {key[0]} (first run only: about 10-25 s; "
+        print(f"nnumba: compiling {what} for {key[2]} on {key[0]} (first run only: about 10-15 s; "
               f"later runs load it from Numba's cache)", flush=True)
     _announced.add(key)
 

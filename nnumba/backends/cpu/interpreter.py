@@ -21,6 +21,7 @@ from .. import codes as c
 from ..reference.interpreter import EVAL, TRAIN, TRAIN_UPDATE
 from . import callbacks
 from ._config import KERNEL
+from .rules import call_activations_at
 from ._views import flat_view, rows_view
 from .activations import activation_backward, activation_forward
 from .batchnorm import batchnorm_backward, batchnorm_forward_eval, batchnorm_forward_train
@@ -132,7 +133,7 @@ def kinds(plan):
 
 def forward(plan, params, buffers, x, ws, mode, seed, t):
     """See the reference twin: run the ops on the batch x (n rows)."""
-    _forward(_tables(plan), params, buffers, x, ws, mode, seed, t, *kinds(plan), plan.custom)
+    _forward(_tables(plan), params, buffers, x, ws, mode, seed, t, *kinds(plan), _address(plan.custom))
 
 
 @njit(**KERNEL)
@@ -213,8 +214,8 @@ def _forward(plan, params, buffers, x, ws, mode, seed, t, conv, pool, dropout, b
             _recurrent_forward(ops, i, params, segs, inp, out, ws.cache, rows)
         elif kind == c.OP_CUSTOM_ACTIVATION:
             if custom is not None:  # the model's custom activations' C callback (None: pruned)
-                custom(ops[i, c.OP_K], 0, inp.ctypes.data, out.ctypes.data, out.ctypes.data,
-                       out.shape[0] * out.shape[1])
+                call_activations_at(custom, (ops[i, c.OP_K], 0, inp.ctypes.data, out.ctypes.data,
+                                             out.ctypes.data, out.shape[0] * out.shape[1]))
 
 
 @njit(**KERNEL)
@@ -298,8 +299,8 @@ def _backward(plan, params, grads, x, ws, seed, t, conv, pool, dropout, batchnor
             _recurrent_backward(ops, i, params, grads, segs, dy, dinp, ws.cache, ws.scratch, rows)
         elif kind == c.OP_CUSTOM_ACTIVATION:
             if custom is not None:
-                custom(ops[i, c.OP_K], 1, inp.ctypes.data, y.ctypes.data, dy.ctypes.data,
-                       dy.shape[0] * dy.shape[1])
+                call_activations_at(custom, (ops[i, c.OP_K], 1, inp.ctypes.data, y.ctypes.data,
+                                             dy.ctypes.data, dy.shape[0] * dy.shape[1]))
                 if has_dx:
                     copy(dy, dinp)
 
@@ -320,7 +321,7 @@ def output_view(plan, buf, rows, n):
 def loss_and_gradients(plan, params, grads, buffers, loss, x, target, labels, ws, mode, seed, t):
     """Forward (``mode``), loss (ws.result: mean loss, correct count), backward into grads."""
     _loss_and_gradients(_tables(plan), params, grads, buffers, loss, x, target, labels, ws, mode,
-                        seed, t, *kinds(plan), plan.custom, plan.loss)
+                        seed, t, *kinds(plan), _address(plan.custom), _address(plan.loss))
 
 
 def _tables(plan):
@@ -328,6 +329,11 @@ def _tables(plan):
     loss) go separately, as arguments that are None when absent (Numba then prunes
     their branches)."""
     return plan._replace(custom=None, loss=None)
+
+
+def _address(callback):
+    """A cfunc's address, the way the jitted functions take a callback (None: none)."""
+    return None if callback is None else callback.address
 
 
 @njit(**KERNEL)
@@ -370,11 +376,12 @@ def train_batches(plan, params, grads, buffers, loss, data, n_rows, batch_size, 
     weighted = data.weights.shape[0] > 0
     loss_fn = plan.loss if plan.loss is not None else callbacks.loss(loss, weighted, params.dtype)
     step_fn = opt.rule if opt.rule is not None else callbacks.step(opt.code, params.dtype)
+    loss_fn, step_fn, custom = loss_fn.address, step_fn.address, _address(plan.custom)
     flags = kinds(plan)
     with blas_thread_count(1 if flags[-1] else None):
         return _train_batches(_tables(plan), params, grads, buffers, loss, data, n_rows, batch_size,
                               first, n_iter, opt._replace(rule=None), ws, stats, *flags, comm,
-                              step_fn, plan.custom, loss_fn)
+                              step_fn, custom, loss_fn)
 
 
 @njit(**KERNEL)

@@ -31,6 +31,7 @@ from .elementwise import copy
 from .gradients import apply_weight_decay, clip_by_norm, clip_by_value, sum_of_squares
 from .losses import loss_forward_backward
 from .optim import outer_product_step, state_rows, step_serial
+from .rules import call_loss_at, call_step_at
 
 
 # Python callers (the model) get the reference's NumPy views; the jitted code below uses
@@ -284,8 +285,8 @@ def train_batches(plan, params, grads, loss, data, n_rows, batch_size, first, n_
     args = (blocks, plan.alphas, params, grads, loss, data.X, data.T, data.labels, data.order,
             weights, n_rows, batch_size, first, n_iter, opt.code, opt.state, opt.hp, opt.t,
             opt.clip_norm, opt.clip_value, *ws, stats, True if few_rows else None, opt.lrs,
-            comm, callbacks.loss(loss, weights is not None, params.dtype),
-            callbacks.step(opt.code, params.dtype))
+            comm, callbacks.loss(loss, weights is not None, params.dtype).address,
+            callbacks.step(opt.code, params.dtype).address)
     with blas_thread_count(blas_threads(blocks, batch_size)):
         return _train_batches(*args)
 
@@ -386,18 +387,19 @@ def _allreduce(comm, j, n_params, result):
 
 @njit(**INLINE)
 def call_loss(loss_fn, out, target, weights, dout, result):
-    """The loss callback ``loss_fn`` (``callbacks``, ``rules``) on a batch's output, its
-    targets (cross-entropy: labels) and weights (empty: unweighted)."""
-    loss_fn(out.ctypes.data, target.ctypes.data, weights.ctypes.data, dout.ctypes.data,
-            result.ctypes.data, out.shape[0], out.shape[1], weights.shape[0] > 0)
+    """The loss callback at address ``loss_fn`` (``callbacks``, ``rules``) on a batch's
+    output, its targets (cross-entropy: labels) and weights (empty: unweighted)."""
+    call_loss_at(loss_fn, (out.ctypes.data, target.ctypes.data, weights.ctypes.data,
+                           dout.ctypes.data, result.ctypes.data, out.shape[0], out.shape[1],
+                           weights.shape[0] > 0))
 
 
 @njit(**INLINE)
 def call_step(step_fn, params, grads, state, hp, t):
-    """The optimizer callback ``step_fn`` (``callbacks``, ``rules``): step t of all the
-    parameters; returns its verdict (``codes.STATUS_*``)."""
-    return step_fn(params.ctypes.data, grads.ctypes.data, state.ctypes.data, hp.ctypes.data,
-                   params.shape[0], t)
+    """The optimizer callback at address ``step_fn`` (``callbacks``, ``rules``): step t of
+    all the parameters; returns its verdict (``codes.STATUS_*``)."""
+    return call_step_at(step_fn, (params.ctypes.data, grads.ctypes.data, state.ctypes.data,
+                                  hp.ctypes.data, params.shape[0], t))
 
 
 @njit(**KERNEL)
