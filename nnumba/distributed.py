@@ -414,11 +414,11 @@ def _make_reducer(dtype, via_float64, in_place):
     from numba import carray, cfunc, types
 
     nb = types.float32 if np.dtype(dtype) == np.float32 else types.float64
+    from .backends.cpu.rules import REDUCE_SIGNATURE as signature
     from .backends.cpu.rules import pointer_to
 
     ptr, ptr64 = pointer_to(nb), pointer_to(types.float64)
     SUM = numba_mpi.Operator.SUM
-    signature = types.int32(types.uint64, types.uint64, types.int64, types.uint64)
     if via_float64:
         @cfunc(signature, cache=False)
         def reduce(send, recv, count, scratch):

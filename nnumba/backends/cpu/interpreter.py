@@ -32,7 +32,7 @@ from .elementwise import add, add_into, copy
 from .gradients import apply_weight_decay, clip_by_norm, clip_by_value, sum_of_squares
 from .losses import loss_forward_backward
 from .network import (_allreduce, _gradient_buffer, _weigh_share, batch_share, blas_thread_count,
-                      call_loss, call_step, consecutive, first_rows, gather_rows)
+                      by_address, call_loss, call_step, consecutive, first_rows, gather_rows)
 from .pool1d import (avgpool1d_backward, avgpool1d_forward, global_avgpool1d_backward,
                      global_avgpool1d_forward, maxpool1d_backward, maxpool1d_forward)
 from .recurrent import recurrent_backward, recurrent_forward
@@ -377,7 +377,7 @@ def train_batches(plan, params, grads, buffers, loss, data, n_rows, batch_size, 
     loss_fn = plan.loss if plan.loss is not None else callbacks.loss(loss, weighted, params.dtype)
     step_fn = opt.rule if opt.rule is not None else callbacks.step(opt.code, params.dtype)
     loss_fn, step_fn, custom = loss_fn.address, step_fn.address, _address(plan.custom)
-    flags = kinds(plan)
+    flags, comm = kinds(plan), by_address(comm)
     with blas_thread_count(1 if flags[-1] else None):
         return _train_batches(_tables(plan), params, grads, buffers, loss, data, n_rows, batch_size,
                               first, n_iter, opt._replace(rule=None), ws, stats, *flags, comm,

@@ -31,7 +31,7 @@ from .elementwise import copy
 from .gradients import apply_weight_decay, clip_by_norm, clip_by_value, sum_of_squares
 from .losses import loss_forward_backward
 from .optim import outer_product_step, state_rows, step_serial
-from .rules import call_loss_at, call_step_at
+from .rules import call_loss_at, call_reduce_at, call_step_at
 
 
 # Python callers (the model) get the reference's NumPy views; the jitted code below uses
@@ -282,6 +282,7 @@ def train_batches(plan, params, grads, loss, data, n_rows, batch_size, first, n_
     few_rows = comm is None and (batch_size <= OUTER_PRODUCT_MAX_ROWS
                                  or 0 < last <= OUTER_PRODUCT_MAX_ROWS)
     weights = data.weights if data.weights.shape[0] else None  # None: not even compiled
+    comm = by_address(comm)
     args = (blocks, plan.alphas, params, grads, loss, data.X, data.T, data.labels, data.order,
             weights, n_rows, batch_size, first, n_iter, opt.code, opt.state, opt.hp, opt.t,
             opt.clip_norm, opt.clip_value, *ws, stats, True if few_rows else None, opt.lrs,
@@ -289,6 +290,12 @@ def train_batches(plan, params, grads, loss, data, n_rows, batch_size, first, n_
             callbacks.step(opt.code, params.dtype).address)
     with blas_thread_count(blas_threads(blocks, batch_size)):
         return _train_batches(*args)
+
+
+def by_address(comm):
+    """``comm`` with its reduce as an address, the way the jitted loops call it (``rules.
+    address_caller``); None stays None."""
+    return None if comm is None else comm._replace(reduce=comm.reduce.address)
 
 
 _blas_turn = threading.Lock()
@@ -379,7 +386,8 @@ def _allreduce(comm, j, n_params, result):
     src[n_params] = result[0]
     src[n_params + 1] = result[1]
     # MPI's errors abort the job (MPI_ERRORS_ARE_FATAL, the default): no status to read
-    comm.reduce(src.ctypes.data, dst.ctypes.data, n_params + 2, comm.scratch.ctypes.data)
+    call_reduce_at(comm.reduce, (src.ctypes.data, dst.ctypes.data, n_params + 2,
+                                 comm.scratch.ctypes.data))
     result[0] = dst[n_params]
     result[1] = dst[n_params + 1]
     return flat_view(dst, 0, n_params)

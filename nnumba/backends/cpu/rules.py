@@ -213,7 +213,12 @@ def apply_loss(loss, out, target, weights, dout, result):
                        result.ctypes.data, out.shape[0], out.shape[1], int(weights.shape[0] > 0))
 
 
-# the jitted loops' calls of the three kinds of callback, by address (``address_caller``)
+# ---- the data-parallel allreduce (``nnumba.distributed``) ----------------------------------------
+# status = reduce(send_address, recv_address, count, scratch_address)
+REDUCE_SIGNATURE = types.int32(types.uint64, types.uint64, types.int64, types.uint64)
+
+# the jitted loops' calls of the kinds of callback, by address (``address_caller``)
+call_reduce_at = address_caller(REDUCE_SIGNATURE)
 call_step_at = address_caller(SIGNATURE)
 call_activations_at = address_caller(ACTIVATION_SIGNATURE)
 call_loss_at = address_caller(LOSS_SIGNATURE)
