@@ -29,9 +29,9 @@ def address_caller(signature):
     int: a cfunc's ``.address``), of ``signature``, with the tuple ``args``.
 
     The jitted loops take their callbacks as addresses, not as cfunc objects: Numba
-    types a cfunc argument in Python at every call (measured: 8 ms per call of the
-    training loop, 4x a whole epoch of the tiny network at batch 1), and an int at C
-    speed."""
+    types a cfunc argument in Python at every call, an int at C speed (measured: 12 us
+    against 0.2 us per call; with two cfunc arguments, one fit epoch of the 64-32-10
+    network at batch 1 took 10 ms instead of 2.4 ms)."""
 
     @intrinsic
     def call(typingctx, address, args):
