@@ -9,6 +9,15 @@ model, over backend x batch size x model on fixed synthetic data:
   so that asv's repeats stay short), and only 256 samples at batch size 1
   (2048 single-sample Adam steps over 1.7M parameters would take 5-20 s).
 
+``JaxMlpEpoch`` times the MLP epochs of ``compare.py``'s training section in JAX
+(``common.jax_mlp``: one jitted lax.scan over the epoch's batches of the SGD or
+Adam step, then one step on a last, smaller batch), on that section's data
+(``compare.WORKLOADS``: the tiny MLP on the digits at batch 1 with SGD and Adam
+and at batch 32 with Adam, the CIFAR-shaped MLP at batch 1, 32 and 256, the
+MNIST-1D MLP at batch 100), batches in order, from nnumba's initial weights;
+its setup checks JAX's gradient of the first batch against nnumba's numpy
+reference. Skipped (NotImplementedError) where jax does not import.
+
 ``Compile`` times a new Python process that imports nnumba and fits one tiny
 epoch on the cpu backend, with an empty Numba cache (everything compiles) and
 with a warm one (everything loads from the cache).
@@ -17,8 +26,11 @@ import os
 import shutil
 import tempfile
 
-from .common import (BACKENDS, BATCH_SIZES, assert_close, build_model, fresh_process_start,
-                     model_data, require_backend, sync)
+import numpy as np
+
+from .common import (BACKENDS, BATCH_SIZES, MODELS, assert_close, build_model, fresh_process_start,
+                     jax_epoch_batches, jax_mlp, model_data, require_backend, sync)
+from .compare import WORKLOADS, workload_data
 
 OPTIMIZER = "adam"
 
@@ -100,6 +112,51 @@ class EpochMemory:
     def peakmem_epoch(self, backend, batch, model):
         self.model.fit(self.X, self.y, epochs=1, batch_size=batch)
         sync(backend)
+
+
+# compare.WORKLOADS by short names: "tiny-b1-sgd" is (model "tiny", batch 1, SGD)
+JAX_WORKLOADS = {f"{model}-b{batch}-{optimizer}": (model, optimizer, batch, n)
+                 for _, model, optimizer, batch, n, _ in WORKLOADS}
+
+
+class JaxMlpEpoch:
+    """Seconds for one MLP epoch of compare.py's training section in JAX, float32 (see the
+    module docstring): the peer of its nnumba cpu rows."""
+
+    params = [list(JAX_WORKLOADS)]
+    param_names = ["workload"]
+    number = 1
+    repeat = (2, 10, 30.0)
+    warmup_time = 0.0
+    timeout = 600
+    dtype = "float32"
+
+    def setup(self, workload):
+        model, optimizer, batch, n = JAX_WORKLOADS[workload]
+        fns = jax_mlp(MODELS[model], optimizer, self.dtype)  # NotImplementedError without jax
+        import jax
+        import jax.numpy as jnp
+
+        X, y = workload_data(model, n)
+        ref = build_model(model, "numpy", optimizer)
+        start = jax.block_until_ready([jnp.asarray(w.astype(self.dtype))
+                                       for w in ref.get_weights()])
+        # JAX's gradient of the first batch against the numpy reference's
+        xb, yb = X[:batch], y[:batch]
+        grads = fns["grad"](start, jnp.asarray(xb.astype(self.dtype)),
+                            jnp.asarray(yb.astype(np.int32)))
+        for k, (g, g_ref) in enumerate(zip(grads, ref.gradients(xb, yb))):
+            assert_close(np.asarray(g), g_ref, f"JAX {workload} gradient {k}")
+        Xb, yb, tail = jax_epoch_batches(X, y, batch, self.dtype)
+        data = (jnp.asarray(Xb), jnp.asarray(yb),
+                None if tail is None else tuple(jnp.asarray(a) for a in tail))
+        epoch = fns["epoch"]
+        self.run = lambda: epoch(start, *data)
+        self.wait = jax.block_until_ready
+        self.wait(self.run())  # compiles
+
+    def time_epoch(self, workload):
+        self.wait(self.run())
 
 
 class Compile:

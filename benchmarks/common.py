@@ -3,10 +3,11 @@
 Everything here is deterministic (seed ``SEED``) and float32, so that every
 benchmark, ``compare.py`` and its PyTorch worker see the same numbers.
 
-- ``MODELS``: the tiny MLP 64-32-10, the README's digits MLP 64-64-10 and the
-  CIFAR-shaped MLP 3072-512-256-10, ReLU between Dense layers, softmax
-  cross-entropy on the 10 logits; and "cnn", the MNIST-1D CNN of ``CNN_CONVS``
-  (three Conv1D + ReLU, Flatten, Dense(125, 10)) on (40, 1) signals.
+- ``MODELS``: the tiny MLP 64-32-10, the README's digits MLP 64-64-10, the
+  CIFAR-shaped MLP 3072-512-256-10 and the MNIST-1D MLP 40-100-100-10, ReLU
+  between Dense layers, softmax cross-entropy on the 10 logits; and "cnn", the
+  MNIST-1D CNN of ``CNN_CONVS`` (three Conv1D + ReLU, Flatten, Dense(125, 10))
+  on (40, 1) signals.
 - ``mnist1d_data(n)``: the MNIST-1D training signals (the ``mnist1d`` package's
   ``make_dataset``, computed, never downloaded), random signals of the same
   shape when the package is missing.
@@ -17,12 +18,17 @@ benchmark, ``compare.py`` and its PyTorch worker see the same numbers.
 - ``assert_close``: the float32 check of a fast kernel against the reference.
 - ``jax_cnn``, ``jax_cnn_weights``, ``jax_step_epoch``: the same CNN in JAX (loss,
   gradient, a jitted Adam step, and a jitted lax.scan epoch of it) from nnumba's
-  weights.
+  weights; ``jax_mlp`` and ``jax_epoch_batches``: the MLPs of ``MODELS`` in JAX
+  the same way, with SGD or Adam, an epoch that ends on a smaller batch
+  included; ``jax_adam_step``, ``jax_sgd_step``, ``jax_cross_entropy``: the
+  pieces they share (torch.optim.Adam's and torch.optim.SGD's updates, the mean
+  softmax cross-entropy).
 - ``fresh_process_start``: a new Python process that imports nnumba and fits
   one epoch (the tiny MLP by default; the digits MLP or the CNN, float32 or
   float64) on the cpu backend, with NUMBA_CACHE_DIR chosen by the caller (the
   compile-time benchmarks).
 """
+import importlib
 import json
 import os
 import subprocess
@@ -36,9 +42,12 @@ DTYPE = np.float32
 BACKENDS = ["numpy", "cpu", "cuda"]
 BATCH_SIZES = [1, 32, 256]
 
-# layer widths, input first
-MODELS = {"tiny": (64, 32, 10), "digits": (64, 64, 10), "cifar": (3072, 512, 256, 10)}
+# layer widths, input first ("mnist1d": the MLP on MNIST-1D's 40-sample signals, flattened)
+MODELS = {"tiny": (64, 32, 10), "digits": (64, 64, 10), "cifar": (3072, 512, 256, 10),
+          "mnist1d": (40, 100, 100, 10)}
 N_CLASSES = 10
+# the learning rates of make_optimizer (and of the JAX peers)
+LR = {"sgd": 0.01, "adam": 1e-3}
 
 # The MNIST-1D CNN: (in_channels, out_channels, kernel_size, stride, padding) of each
 # Conv1D (each followed by ReLU), on channels-last (steps, channels) input; then Flatten
@@ -169,7 +178,7 @@ def model_data(model, n, seed=SEED):
 
 def mnist1d_available():
     try:
-        import mnist1d.data  # noqa: F401
+        importlib.import_module("mnist1d.data")
     except Exception:
         return False
     return True
@@ -244,9 +253,9 @@ def make_optimizer(name):
     import nnumba as nn
 
     if name == "sgd":
-        return nn.optim.SGD(lr=0.01)
+        return nn.optim.SGD(lr=LR["sgd"])
     if name == "adam":
-        return nn.optim.Adam(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8)
+        return nn.optim.Adam(lr=LR["adam"], beta1=0.9, beta2=0.999, eps=1e-8)
     raise ValueError(f"unknown optimizer {name!r}")
 
 
@@ -263,23 +272,8 @@ def build_model(model, backend, optimizer="adam", seed=SEED, dtype="float32"):
     return net
 
 
-def jax_cnn(dtype="float32", lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, unroll=1):
-    """The MNIST-1D CNN in JAX, as a dict of jitted functions of ``params`` (the list
-    ``jax_cnn_weights`` makes: per Conv1D a WIO kernel (k, C_in, C_out) and a bias, then
-    the Dense W and b):
-
-    - "loss"(params, X, y): the mean softmax cross-entropy of (n, steps, channels)
-      signals (NWC, lax.conv_general_dilated) and int32 labels;
-    - "grad"(params, X, y): its gradient (jax.grad), a list like params;
-    - "step"(state, X, y): one Adam step (as torch.optim.Adam: eps outside the square
-      root) on one batch; state = (params, m, v, t), from ``jax_adam_state(params)``;
-    - "epoch"(params, Xb, yb): Adam from a zero state over the batches Xb (n_batches,
-      batch, steps, channels), yb (n_batches, batch) in order, as one lax.scan
-      (``unroll`` passed on); returns the new params.
-
-    On XLA:CPU a convolution inside a loop body runs far slower than the same one
-    outside (jax-ml/jax#12868): "epoch" pays that, "step" called from a Python loop
-    (``jax_step_epoch``) does not. float64 turns on jax_enable_x64 (process-wide).
+def import_jax(dtype="float32"):
+    """(jax, jax.numpy), with jax_enable_x64 turned on (process-wide) for float64;
     NotImplementedError when jax does not import (asv's "skip")."""
     try:
         import jax
@@ -288,24 +282,29 @@ def jax_cnn(dtype="float32", lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, unroll=1
         raise NotImplementedError(f"jax is not available ({exc!r})") from exc
     if dtype == "float64":
         jax.config.update("jax_enable_x64", True)
-    lax = jax.lax
+    return jax, jnp
 
-    def forward(params, x):
-        h = x
-        for j, (_, _, _, stride, padding) in enumerate(CNN_CONVS):
-            h = lax.conv_general_dilated(h, params[2 * j], window_strides=(stride,),
-                                         padding=[(padding, padding)],
-                                         dimension_numbers=("NWC", "WIO", "NWC"))
-            h = jax.nn.relu(h + params[2 * j + 1])
-        h = h.reshape(h.shape[0], -1)  # (steps, channels) step-major, as nnumba's Flatten
-        return h @ params[-2] + params[-1]
+
+def jax_cross_entropy(forward):
+    """loss(params, x, y): the mean over the batch of the softmax cross-entropy of the
+    logits ``forward(params, x)`` against the int32 labels y."""
+    import jax
+    import jax.numpy as jnp
 
     def loss(params, x, y):
         logits = forward(params, x)
         picked = jnp.take_along_axis(logits, y[:, None], axis=1)[:, 0]
         return jnp.mean(jax.nn.logsumexp(logits, axis=1) - picked)
 
-    grad = jax.grad(loss)
+    return loss
+
+
+def jax_adam_step(grad, dtype="float32", lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8):
+    """step(state, x, y): one Adam step on one batch as torch.optim.Adam takes it (bias
+    corrections, eps outside the square root), of the gradient ``grad(params, x, y)``;
+    state = (params, m, v, t), from ``jax_adam_state(params)``."""
+    import jax.numpy as jnp
+
     b1, b2, lr, eps = (jnp.asarray(v, dtype) for v in (beta1, beta2, lr, eps))
     one = jnp.asarray(1, dtype)
 
@@ -319,6 +318,58 @@ def jax_cnn(dtype="float32", lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, unroll=1
         params = [p - lr * (mi / c1) / (jnp.sqrt(vi / c2) + eps) for p, mi, vi in zip(params, m, v)]
         return params, m, v, t
 
+    return step
+
+
+def jax_sgd_step(grad, dtype="float32", lr=0.01):
+    """step(params, x, y): one plain SGD step (p - lr g) on one batch; the state is the
+    list of params itself."""
+    import jax.numpy as jnp
+
+    lr = jnp.asarray(lr, dtype)
+
+    def step(params, x, y):
+        return [p - lr * gi for p, gi in zip(params, grad(params, x, y))]
+
+    return step
+
+
+def jax_cnn(dtype="float32", lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, unroll=1):
+    """The MNIST-1D CNN in JAX, as a dict of jitted functions of ``params`` (the list
+    ``jax_cnn_weights`` makes: per Conv1D a WIO kernel (k, C_in, C_out) and a bias, then
+    the Dense W and b):
+
+    - "loss"(params, X, y): the mean softmax cross-entropy of (n, steps, channels)
+      signals (NWC, lax.conv_general_dilated) and int32 labels;
+    - "grad"(params, X, y): its gradient (jax.grad), a list like params;
+    - "step"(state, X, y): one Adam step (``jax_adam_step``: as torch.optim.Adam, eps
+      outside the square root) on one batch; state = (params, m, v, t), from
+      ``jax_adam_state(params)``;
+    - "epoch"(params, Xb, yb): Adam from a zero state over the batches Xb (n_batches,
+      batch, steps, channels), yb (n_batches, batch) in order, as one lax.scan
+      (``unroll`` passed on); returns the new params.
+
+    On XLA:CPU a convolution inside a loop body runs far slower than the same one
+    outside (jax-ml/jax#12868): "epoch" pays that, "step" called from a Python loop
+    (``jax_step_epoch``) does not. float64 turns on jax_enable_x64 (process-wide).
+    NotImplementedError when jax does not import (asv's "skip")."""
+    jax, _ = import_jax(dtype)
+    lax = jax.lax
+
+    def forward(params, x):
+        h = x
+        for j, (_, _, _, stride, padding) in enumerate(CNN_CONVS):
+            h = lax.conv_general_dilated(h, params[2 * j], window_strides=(stride,),
+                                         padding=[(padding, padding)],
+                                         dimension_numbers=("NWC", "WIO", "NWC"))
+            h = jax.nn.relu(h + params[2 * j + 1])
+        h = h.reshape(h.shape[0], -1)  # (steps, channels) step-major, as nnumba's Flatten
+        return h @ params[-2] + params[-1]
+
+    loss = jax_cross_entropy(forward)
+    grad = jax.grad(loss)
+    step = jax_adam_step(grad, dtype, lr, beta1, beta2, eps)
+
     def epoch(params, Xb, yb):
         state = jax_adam_state(params)
         (params, _, _, _), _ = lax.scan(lambda s, b: (step(s, *b), None), state, (Xb, yb),
@@ -327,6 +378,66 @@ def jax_cnn(dtype="float32", lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, unroll=1
 
     return {"loss": jax.jit(loss), "grad": jax.jit(grad), "step": jax.jit(step),
             "epoch": jax.jit(epoch)}
+
+
+def jax_mlp(sizes, optimizer="adam", dtype="float32", lr=None, beta1=0.9, beta2=0.999, eps=1e-8):
+    """The MLP of layer widths ``sizes`` (``mlp_layers``: Dense, ReLU, ..., Dense) in JAX, as
+    a dict of jitted functions of ``params``, nnumba's weights (``get_weights``: W (n_in,
+    n_out), b per Dense) as they are:
+
+    - "loss"(params, X, y), "grad"(params, X, y): as ``jax_cnn``'s, on (n, n_in) rows;
+    - "step"(state, X, y): one step of ``optimizer`` on one batch: "sgd" (``jax_sgd_step``,
+      state = params) or "adam" (``jax_adam_step``, state from ``jax_adam_state``);
+    - "epoch"(params, Xb, yb, tail=None): the optimizer from its starting state over the
+      batches Xb (n_batches, batch, n_in), yb (n_batches, batch) in order, as one
+      lax.scan, then one step on ``tail`` = (X, y), the last, smaller batch, when there
+      is one; the whole epoch is one compiled program (as nnumba's fused training loop).
+      Returns the new params.
+
+    lr: the suite's (``make_optimizer``) when None. NotImplementedError when jax does
+    not import (asv's "skip")."""
+    jax, _ = import_jax(dtype)
+    if optimizer not in ("sgd", "adam"):
+        raise ValueError(f"unknown optimizer {optimizer!r}")
+    lr = LR[optimizer] if lr is None else lr
+    n_layers = len(sizes) - 1
+
+    def forward(params, x):
+        h = x
+        for j in range(n_layers):
+            h = h @ params[2 * j] + params[2 * j + 1]
+            if j < n_layers - 1:
+                h = jax.nn.relu(h)
+        return h
+
+    loss = jax_cross_entropy(forward)
+    grad = jax.grad(loss)
+    if optimizer == "sgd":
+        step, start, params_of = jax_sgd_step(grad, dtype, lr), list, (lambda state: state)
+    else:
+        step = jax_adam_step(grad, dtype, lr, beta1, beta2, eps)
+        start, params_of = jax_adam_state, (lambda state: state[0])
+
+    def epoch(params, Xb, yb, tail=None):
+        state, _ = jax.lax.scan(lambda s, b: (step(s, *b), None), start(params), (Xb, yb))
+        if tail is not None:
+            state = step(state, *tail)
+        return params_of(state)
+
+    return {"loss": jax.jit(loss), "grad": jax.jit(grad), "step": jax.jit(step),
+            "epoch": jax.jit(epoch)}
+
+
+def jax_epoch_batches(X, y, batch, dtype="float32"):
+    """The arguments after ``params`` of ``jax_mlp``'s "epoch" as NumPy arrays: X and y
+    (int32) cut into the whole batches (n_batches, batch, ...) and, when n is not a
+    multiple of batch, the last rows as the tail (X, y); else None."""
+    n_batches = len(y) // batch
+    whole = n_batches * batch
+    Xb = X[:whole].astype(dtype).reshape((n_batches, batch) + X.shape[1:])
+    yb = y[:whole].astype(np.int32).reshape(n_batches, batch)
+    tail = None if whole == len(y) else (X[whole:].astype(dtype), y[whole:].astype(np.int32))
+    return Xb, yb, tail
 
 
 def jax_adam_state(params):

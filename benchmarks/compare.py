@@ -7,20 +7,38 @@ Sections (each time is the median of N runs after one untimed warm-up run;
 the implementations take turns run by run, so that a change in the machine's
 load hits them alike):
 
-1. ``training``: one training epoch, float32, softmax cross-entropy, batches in
-   a fixed order (no shuffling), from the same initial weights (nnumba's, seed
-   0) for all:
-   - tiny MLP 64-32-10, batch 1, SGD (lr 0.01) and Adam (lr 1e-3), over the
-     1797 digits of scikit-learn;
-   - CIFAR-shaped MLP 3072-512-256-10 (ReLU), Adam, on synthetic data: batch 1
-     over 256 samples, batch 32 over 2048, batch 256 over 4096.
+1. ``training``: one training epoch of an MLP (Dense layers, ReLU between them),
+   float32, softmax cross-entropy (mean over the batch), batches in a fixed
+   order (no shuffling), from the same initial weights (nnumba's, seed 0) for
+   all (``WORKLOADS``):
+   - tiny MLP 64-32-10 over the 1797 digits of scikit-learn: batch 1 with SGD
+     (lr 0.01) and with Adam (lr 1e-3), batch 32 with Adam (56 batches of 32
+     and a last one of 5);
+   - CIFAR-shaped MLP 3072-512-256-10, Adam, on synthetic data: batch 1 over
+     256 samples, batch 32 over 2048, batch 256 over 4096;
+   - MNIST-1D MLP 40-100-100-10, batch 100, Adam, over the 4000 signals of the
+     ``cnn`` section, flattened.
    Columns: the NumPy reference backend (nnumba "numpy"), PyTorch eager on the
    CPU (a hand-written loop: nn.Linear/ReLU, F.cross_entropy, torch.optim.SGD or
-   Adam, default thread count) and nnumba "cpu"; the speed-ups of cpu over each;
-   the loss over the whole data after the epoch, for each (they agree to
-   float32 precision when all three trained the same way).
+   Adam, default thread count), JAX (``common.jax_mlp``: one jax.jit of a
+   lax.scan over the epoch's batches of the SGD or Adam step -- torch.optim.Adam's
+   update, eps outside the square root -- and one more step on a last, smaller
+   batch, so one compiled program per epoch, as nnumba's fused loop) and nnumba
+   "cpu"; the speed-ups of cpu over each; the loss over the whole data after
+   the epoch, for each (they agree to float32 precision when all four trained
+   the same way; a note under the table says where they do not).
    nnumba's times are of ``model.fit(X, y, epochs=1, ...)``, input checks
-   included; torch's of the loop alone over tensors already made.
+   included; torch's of the loop alone over tensors already made; JAX's of the
+   compiled epoch on device arrays already made, waited for.
+   And the limit of each row: the larger of the compute floor (the epoch's
+   FLOPs, ``common.train_flops_per_sample`` -- forward, dW and dx of every Dense
+   layer but the first's dx, which no one computes -- at the BLAS rate of
+   section 5, measured in the same run) and the optimizer's memory floor (its
+   epoch's traffic -- SGD reads w, g and writes w; Adam reads w, g, m, v and
+   writes w, m, v; per parameter per iteration -- as one pass per iteration
+   with those streams and no arithmetic over arrays of the model's parameter
+   count, timed in turn with the epochs, the ``adam`` section's memory floor
+   at that size); "nnumba / limit" is nnumba cpu's time over it.
 2. ``cnn``: one epoch of the MNIST-1D CNN (Conv1D(1, 25, 5, stride 2, padding
    1), ReLU, Conv1D(25, 25, 3, 2, 1), ReLU, Conv1D(25, 25, 3, 2, 1), ReLU,
    Flatten, Dense(125, 10)), batch 100, Adam (lr 1e-3), float32, over the 4000
@@ -86,6 +104,7 @@ BLAS library and the kernel architecture it chose (threadpoolctl), and the
 machine's load.
 """
 import argparse
+import importlib
 import json
 import os
 import platform
@@ -103,7 +122,7 @@ else:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import common
 
-LR = {"sgd": 0.01, "adam": 1e-3}
+LR = common.LR
 # Seconds to wait before each timed run: threads of the implementation timed just
 # before (OpenMP, BLAS) spin for a while after their work, and on 2 cores they
 # would slow down whichever implementation runs next. The wait is a busy one: a
@@ -120,14 +139,26 @@ BETA1, BETA2, EPS = 0.9, 0.999, 1e-8
 ADAM_SIZE, ADAM_SIZE_QUICK = 10_000_000, 1_000_000
 GEMM_BATCH = 256
 
-# (label, model, optimizer, batch size, samples, samples with --quick)
+# (label, model of common.MODELS, optimizer, batch size, samples, samples with --quick)
 WORKLOADS = [
     ("tiny 64-32-10, batch 1, SGD", "tiny", "sgd", 1, 1797, 256),
     ("tiny 64-32-10, batch 1, Adam", "tiny", "adam", 1, 1797, 256),
+    ("tiny 64-32-10, batch 32, Adam", "tiny", "adam", 32, 1797, 200),
     ("CIFAR 3072-512-256-10, batch 1, Adam", "cifar", "adam", 1, 256, 16),
     ("CIFAR 3072-512-256-10, batch 32, Adam", "cifar", "adam", 32, 2048, 128),
     ("CIFAR 3072-512-256-10, batch 256, Adam", "cifar", "adam", 256, 4096, 512),
+    ("MNIST-1D MLP 40-100-100-10, batch 100, Adam", "mnist1d", "adam", 100, common.CNN_SAMPLES,
+     400),
 ]
+TINY_SGD, TINY_ADAM, TINY_B32, CIFAR_B1, CIFAR_B32, CIFAR_B256, MNIST1D_MLP = (
+    w[0] for w in WORKLOADS)
+# The final losses of a row agree to float32 precision when their largest relative
+# difference is at most this (an epoch's rounding differences: up to 2e-4 measured, at
+# CIFAR batch 256)
+LOSS_AGREEMENT = 1e-3
+# The arrays an optimizer step streams, per parameter: SGD reads w, g and writes w;
+# Adam reads w, g, m, v and writes w, m, v
+STREAMS = {"sgd": 3, "adam": 7}
 
 # The MNIST-1D CNN row: (label, samples, samples with --quick); batch common.CNN_BATCH
 CNN_ROW = ("MNIST-1D CNN, batch 100, Adam", common.CNN_SAMPLES, 400)
@@ -155,16 +186,24 @@ RNN_MODELS = {
 }
 RNN_TORCH_THREADS = 2
 
-# (what, key of the measured value, at least)
+# (what, key of the measured value, at least); ("torch" | "numpy" | "jax", label of
+# WORKLOADS): that row's cpu speed-up over it
 TARGETS = [
-    ("tiny batch 1 SGD epoch: cpu vs PyTorch", ("torch", 0), 100.0),
-    ("tiny batch 1 SGD epoch: cpu vs NumPy", ("numpy", 0), 20.0),
-    ("tiny batch 1 Adam epoch: cpu vs PyTorch", ("torch", 1), 100.0),
-    ("tiny batch 1 Adam epoch: cpu vs NumPy", ("numpy", 1), 20.0),
-    ("CIFAR batch 1 epoch: cpu vs PyTorch", ("torch", 2), 4.0),
-    ("CIFAR batch 32 epoch: cpu vs PyTorch", ("torch", 3), 1.5),
-    ("CIFAR batch 256 epoch: cpu vs PyTorch", ("torch", 4), 1.3),
-    ("CIFAR batch 256 epoch: share of the BLAS rate", ("blas",), 0.85),
+    ("tiny batch 1 SGD epoch: cpu vs PyTorch", ("torch", TINY_SGD), 100.0),
+    ("tiny batch 1 SGD epoch: cpu vs NumPy", ("numpy", TINY_SGD), 20.0),
+    ("tiny batch 1 SGD epoch: cpu vs JAX", ("jax", TINY_SGD), 1.5),
+    ("tiny batch 1 Adam epoch: cpu vs PyTorch", ("torch", TINY_ADAM), 100.0),
+    ("tiny batch 1 Adam epoch: cpu vs NumPy", ("numpy", TINY_ADAM), 20.0),
+    ("tiny batch 1 Adam epoch: cpu vs JAX", ("jax", TINY_ADAM), 1.5),
+    ("tiny batch 32 Adam epoch: cpu vs JAX", ("jax", TINY_B32), 1.0),
+    ("CIFAR batch 1 epoch: cpu vs PyTorch", ("torch", CIFAR_B1), 4.0),
+    ("CIFAR batch 1 epoch: cpu vs JAX", ("jax", CIFAR_B1), 1.0),
+    ("CIFAR batch 32 epoch: cpu vs PyTorch", ("torch", CIFAR_B32), 1.5),
+    ("CIFAR batch 32 epoch: cpu vs JAX", ("jax", CIFAR_B32), 1.0),
+    ("CIFAR batch 256 epoch: cpu vs PyTorch", ("torch", CIFAR_B256), 1.3),
+    ("CIFAR batch 256 epoch: cpu vs JAX", ("jax", CIFAR_B256), 1.0),
+    ("CIFAR batch 256 epoch: share of the BLAS rate", ("blas",), 0.90),
+    ("MNIST-1D MLP epoch: cpu vs JAX", ("jax", MNIST1D_MLP), 1.0),
     ("Adam step 10M: cpu vs torch fused", ("adam", "torch"), 1.0),
     ("Adam step 10M: cpu vs textbook NumPy", ("adam", "numpy"), 15.0),
     ("MNIST-1D CNN epoch: cpu vs PyTorch", ("cnn", "torch"), 2.0),
@@ -181,11 +220,15 @@ def out(line=""):
 
 
 def workload_data(model, n):
-    """The data of a workload: digits for the tiny MLP, MNIST-1D for the CNN and the GRU,
+    """The data of a workload: digits for the tiny MLP, MNIST-1D for the CNN and the GRU
+    ((n, 40, 1) signals) and for the MNIST-1D MLP (the same, flattened to (n, 40)),
     synthetic for the CIFAR-shaped MLP and the LSTM ((n, steps, features) sequences)."""
     if model == "tiny":
         X, y = common.digits_data()
         return X[:n], y[:n]
+    if model == "mnist1d":
+        X, y = common.mnist1d_data(n)
+        return X.reshape(n, -1), y
     if model in ("cnn", "gru"):
         return common.mnist1d_data(n)
     if model in RNN_MODELS:
@@ -269,28 +312,72 @@ def textbook_adam(w, g, m, v, t, lr=LR["adam"], beta1=BETA1, beta2=BETA2, eps=EP
     return m, v
 
 
-_floor_kernels = {}
+_stream_kernels = {}
+
+
+def stream_passes(arrays, passes=1):
+    """``passes`` passes over an optimizer's arrays with its step's memory traffic and no
+    arithmetic to speak of: (w, g) as SGD's (reads w, g, writes w), (w, g, m, v) as
+    Adam's (reads the four, writes w, m, v); on all cores from the size where the
+    optimizer steps use them (PARALLEL_MIN_SIZE). All passes in one compiled call, so
+    that a small model's pass is timed without Python's call overhead."""
+    from nnumba.backends.cpu._config import PARALLEL_MIN_SIZE
+
+    key = (len(arrays), arrays[0].shape[0] >= PARALLEL_MIN_SIZE)
+    if key not in _stream_kernels:
+        from numba import njit, prange
+
+        def adam_streams(w, g, m, v, passes):
+            # each element loaded once into a local: re-reading m[i] and v[i] after
+            # the stores (which may alias w for all LLVM knows) kept the loop scalar,
+            # at half the rate in cache
+            for _ in range(passes):
+                for i in prange(w.shape[0]):
+                    gi = g[i]
+                    mi = m[i] + gi
+                    vi = v[i] - gi
+                    m[i] = mi
+                    v[i] = vi
+                    w[i] = w[i] + (mi + vi)
+
+        def sgd_streams(w, g, passes):
+            for _ in range(passes):
+                for i in prange(w.shape[0]):
+                    w[i] = w[i] + g[i]
+
+        kernel = {4: adam_streams, 2: sgd_streams}[key[0]]
+        _stream_kernels[key] = njit(parallel=key[1], error_model="numpy")(kernel)
+    _stream_kernels[key](*arrays, passes)
 
 
 def memory_floor(w, g, m, v):
     """The Adam step's memory traffic with no arithmetic to speak of: reads w, g, m, v
-    and writes w, m, v in one pass, on all cores from the size where adam_step uses
-    them (PARALLEL_MIN_SIZE). No Adam step can be much faster than this here."""
-    from nnumba.backends.cpu._config import PARALLEL_MIN_SIZE
+    and writes w, m, v in one pass (``stream_passes``). No Adam step can be much faster
+    than this here."""
+    stream_passes((w, g, m, v))
 
-    parallel = w.shape[0] >= PARALLEL_MIN_SIZE
-    if parallel not in _floor_kernels:
-        from numba import njit, prange
 
-        def stream(w, g, m, v):
-            for i in prange(w.shape[0]):
-                gi = g[i]
-                m[i] = m[i] + gi
-                v[i] = v[i] - gi
-                w[i] = w[i] + (m[i] + v[i])
+class StreamEpoch:
+    """The memory floor of an epoch's optimizer steps: ``iterations`` passes of
+    ``stream_passes`` over arrays of ``n`` float32 parameters with the streams of
+    ``optimizer``'s step (STREAMS), timed as one more implementation of the row."""
 
-        _floor_kernels[parallel] = njit(parallel=parallel, error_model="numpy")(stream)
-    _floor_kernels[parallel](w, g, m, v)
+    def __init__(self, n, optimizer, iterations):
+        gen = common.rng(11)
+        count = {"sgd": 2, "adam": 4}[optimizer]
+        self.arrays = tuple(1e-3 * gen.standard_normal(n, dtype=np.float32) for _ in range(count))
+        self.iterations = iterations
+        self.bytes = STREAMS[optimizer] * 4 * n * iterations
+        stream_passes(self.arrays, 1)  # compiles
+
+    def run(self, with_loss):
+        settle()
+        # a call of no passes first: the first call after settle's busy wait took ~75 µs
+        # more (measured), as much as the whole floor of a short epoch of the tiny MLP
+        stream_passes(self.arrays, 0)
+        start = time.perf_counter()
+        stream_passes(self.arrays, self.iterations)
+        return time.perf_counter() - start, None
 
 
 # ---- the recurrent networks in PyTorch and JAX ------------------------------------------------
@@ -344,13 +431,7 @@ def jax_rnn(model, dtype="float32", lr=LR["adam"], beta1=BETA1, beta2=BETA2, eps
     of torch's cell equations; "epoch" is a lax.scan over the batches of the Adam step, so
     the whole epoch is one jitted call with the time loop inside. NotImplementedError when
     jax does not import (asv's "skip")."""
-    try:
-        import jax
-        import jax.numpy as jnp
-    except Exception as exc:
-        raise NotImplementedError(f"jax is not available ({exc!r})") from exc
-    if dtype == "float64":
-        jax.config.update("jax_enable_x64", True)
+    jax, jnp = common.import_jax(dtype)
     lax, sigmoid = jax.lax, jax.nn.sigmoid
     spec = RNN_MODELS[model]
     u, keep = spec["units"], spec["sequences"]
@@ -394,24 +475,10 @@ def jax_rnn(model, dtype="float32", lr=LR["adam"], beta1=BETA1, beta2=BETA2, eps
         h = hs.reshape(hs.shape[0], -1) if keep else h  # step-major, as nnumba's Flatten
         return h @ params[-2] + params[-1]
 
-    def loss(params, x, y):
-        logits = forward(params, x)
-        picked = jnp.take_along_axis(logits, y[:, None], axis=1)[:, 0]
-        return jnp.mean(jax.nn.logsumexp(logits, axis=1) - picked)
-
+    loss = common.jax_cross_entropy(forward)
     grad = jax.grad(loss)
-    b1, b2, lr, eps = (jnp.asarray(v, dtype) for v in (beta1, beta2, lr, eps))
-    one = jnp.asarray(1, dtype)
-
-    def step(state, x, y):  # as common.jax_cnn's (torch.optim.Adam: eps outside the root)
-        params, m, v, t = state
-        g = grad(params, x, y)
-        t = t + one
-        m = [b1 * mi + (one - b1) * gi for mi, gi in zip(m, g)]
-        v = [b2 * vi + (one - b2) * gi * gi for vi, gi in zip(v, g)]
-        c1, c2 = one - b1 ** t, one - b2 ** t
-        params = [p - lr * (mi / c1) / (jnp.sqrt(vi / c2) + eps) for p, mi, vi in zip(params, m, v)]
-        return params, m, v, t
+    # as common.jax_cnn's (torch.optim.Adam: eps outside the root)
+    step = common.jax_adam_step(grad, dtype, lr, beta1, beta2, eps)
 
     def epoch(params, Xb, yb):
         (params, _, _, _), _ = lax.scan(lambda s, b: (step(s, *b), None),
@@ -615,7 +682,10 @@ def jax_worker_main():
     also reports, for each, the time to trace and lower, to compile, and of the first
     run, so that a fresh worker measures JAX's compile cost. The recurrent networks of
     RNN_MODELS (``jax_rnn``) run the same way; "variants" in "epoch_setup" picks which
-    of the two are compiled (both by default)."""
+    of the two are compiled (both by default). The MLPs of common.MODELS
+    (``common.jax_mlp``, SGD or Adam) run as "scan" only: one jitted lax.scan over the
+    whole batches, then a step on the last, smaller batch when there is one, in the same
+    compiled program."""
     state, mod = {}, {}
 
     def hello():
@@ -629,37 +699,48 @@ def jax_worker_main():
         return {"version": jax.__version__, "devices": [str(d) for d in jax.devices()],
                 "import": time.perf_counter() - t0, "blas": blas_info()}
 
-    def epoch_setup(req):
-        jax, jnp = mod["jax"], mod["jnp"]
-        model = req["model"]
-        if (model != "cnn" and model not in RNN_MODELS) or req.get("optimizer", "adam") != "adam":
-            raise ValueError("the JAX worker runs the MNIST-1D CNN and RNN_MODELS with Adam only")
-        dtype = req.get("dtype", "float32")
-        X, y = workload_data(model, req["n"])
-        batch = req["batch"]
-        if req["n"] % batch:
-            raise ValueError("the JAX epoch needs whole batches")
-        n_batches = req["n"] // batch
-        state.clear()
+    def build(model, optimizer, dtype):
+        """(the jitted functions, nnumba's initial weights as params' NumPy arrays)."""
+        if model in common.MODELS:
+            fns = common.jax_mlp(common.MODELS[model], optimizer, dtype, lr=LR[optimizer],
+                                 beta1=BETA1, beta2=BETA2, eps=EPS)
+            return fns, [np.asarray(w, dtype) for w in initial_weights(model, optimizer)]
+        if (model != "cnn" and model not in RNN_MODELS) or optimizer != "adam":
+            raise ValueError("the JAX worker runs the MLPs of common.MODELS, and the MNIST-1D "
+                             "CNN and RNN_MODELS with Adam only")
         if model == "cnn":
             fns = common.jax_cnn(dtype, lr=LR["adam"], beta1=BETA1, beta2=BETA2, eps=EPS)
-            state["weights"] = common.jax_cnn_weights(initial_weights("cnn", "adam"), dtype)
-        else:
-            fns = jax_rnn(model, dtype)
-            state["weights"] = [np.asarray(w, dtype) for w in initial_weights(model, "adam")]
-        Xb = X.astype(dtype).reshape((n_batches, batch) + X.shape[1:])
-        yb = y.astype(np.int32).reshape(n_batches, batch)
-        state["Xb"], state["yb"] = jnp.asarray(Xb), jnp.asarray(yb)
-        state["batches"] = [(jnp.asarray(Xb[i]), jnp.asarray(yb[i])) for i in range(n_batches)]
+            return fns, common.jax_cnn_weights(initial_weights("cnn", "adam"), dtype)
+        return jax_rnn(model, dtype), [np.asarray(w, dtype) for w in initial_weights(model, "adam")]
+
+    def epoch_setup(req):
+        jax, jnp = mod["jax"], mod["jnp"]
+        model, optimizer = req["model"], req.get("optimizer", "adam")
+        mlp = model in common.MODELS
+        dtype = req.get("dtype", "float32")
+        variants = req.get("variants", ("scan",) if mlp else ("scan", "step"))
+        X, y = workload_data(model, req["n"])
+        batch = req["batch"]
+        if not mlp and req["n"] % batch:
+            raise ValueError("the JAX CNN and recurrent epochs need whole batches")
+        if mlp and "step" in variants:
+            raise ValueError("the JAX MLP epoch runs as a scan only")
+        state.clear()
+        fns, state["weights"] = build(model, optimizer, dtype)
+        Xb, yb, tail = common.jax_epoch_batches(X, y, batch, dtype)
+        # the arguments of the scan after params: the tail batch only for the MLPs
+        state["scan_args"] = (jnp.asarray(Xb), jnp.asarray(yb)) + (
+            (None if tail is None else tuple(jnp.asarray(a) for a in tail),) if mlp else ())
+        if "step" in variants:
+            state["batches"] = [(jnp.asarray(Xb[i]), jnp.asarray(yb[i])) for i in range(len(yb))]
         state["X"], state["y"] = jnp.asarray(X.astype(dtype)), jnp.asarray(y.astype(np.int32))
         params = fresh_params()
         reply = {"checksum": checksum(X, y)}
-        variants = req.get("variants", ("scan", "step"))
-        for name, fn, args in (("scan", fns["epoch"], (params, state["Xb"], state["yb"])),
-                               ("step", fns["step"], (common.jax_adam_state(params),)
-                                + state["batches"][0])):
+        for name in ("scan", "step"):
             if name not in variants:
                 continue
+            fn, args = ((fns["epoch"], (params,) + state["scan_args"]) if name == "scan" else
+                        (fns["step"], (common.jax_adam_state(params),) + state["batches"][0]))
             t0 = time.perf_counter()
             lowered = fn.lower(*args)
             t1 = time.perf_counter()
@@ -687,7 +768,7 @@ def jax_worker_main():
         settle()
         start = time.perf_counter()
         if variant == "scan":
-            params = state["scan"](params, state["Xb"], state["yb"])
+            params = state["scan"](params, *state["scan_args"])
         else:
             params = common.jax_step_epoch(state["step"], params, state["batches"])
         params = jax.block_until_ready(params)
@@ -806,58 +887,146 @@ def median(values):
 
 # ---- sections --------------------------------------------------------------------------------
 
-def section_training(args, torch_worker, results):
+MLP_IMPLS = (("numpy", "NumPy ref"), ("torch", "PyTorch"), ("jax", "JAX"), ("cpu", "nnumba cpu"))
+
+
+def measure_mlp_row(args, workload, torch_worker, jax_worker):
+    """One row of WORKLOADS: the median epoch time of each of MLP_IMPLS, of the memory
+    floor of its optimizer steps ("floor", StreamEpoch) and, for the CIFAR row at batch
+    GEMM_BATCH, of its products alone ("blas", BlasEpoch), all taking turns run by run
+    after a warm-up epoch each; and the final losses."""
+    label, model, optimizer, batch, n_full, n_quick = workload
+    n = n_quick if args.quick else n_full
+    X, y = workload_data(model, n)
+    iterations = -(-n // batch)  # a last, smaller batch counts as one
+    # a whole epoch of warm-up: the first seconds after large arrays are allocated
+    # run slow on this virtual machine (measured: 350-460 ms epochs, then 175 ms)
+    impls = {b: NnumbaEpoch(b, model, optimizer, batch, X, y, n) for b in ("numpy", "cpu")}
+    impls["floor"] = StreamEpoch(common.n_params(model), optimizer, iterations)
+    if model == "cifar" and batch == GEMM_BATCH:
+        impls["blas"] = BlasEpoch(n)
+    workers = {"torch": torch_worker, "jax": jax_worker}
+    for worker in workers.values():
+        if worker is not None:
+            worker.setup_epoch(X, y, model=model, optimizer=optimizer, batch=batch, n=n, warm=n)
+    if jax_worker is not None:
+        jax_worker.ask("epoch_run", with_loss=False)  # the warm-up epoch (setup ran the first)
+    times = {k: [] for k in ("blas", "floor", "numpy", "torch", "jax", "cpu")}
+    losses = {}
+    for r in range(args.repeats):
+        last = r == args.repeats - 1
+        for name in times:
+            if name in workers:
+                if workers[name] is None:
+                    continue
+                reply = workers[name].ask("epoch_run", with_loss=last)
+            elif name in impls:
+                reply = dict(zip(("seconds", "loss"), impls[name].run(last)))
+            else:
+                continue
+            times[name].append(reply["seconds"])
+            if last and reply["loss"] is not None:
+                losses[name] = reply["loss"]
+    t = {k: median(v) for k, v in times.items()}
+    ref = losses["numpy"]
+    return dict(label=label, model=model, optimizer=optimizer, batch=batch, samples=n,
+                iterations=iterations, times=t, losses=losses,
+                loss_diffs={k: abs(v - ref) / abs(ref) for k, v in losses.items()},
+                vs_numpy=ratio(t["numpy"], t["cpu"]), vs_torch=ratio(t["torch"], t["cpu"]),
+                vs_jax=ratio(t["jax"], t["cpu"]), blas=impls.get("blas"),
+                stream_bytes=impls["floor"].bytes)
+
+
+def add_limits(row, blas_rate):
+    """The row's floors: "compute_floor", its FLOPs (common.train_flops_per_sample) at
+    ``blas_rate`` (FLOP/s; None: not measured); "memory_floor", the time of its optimizer
+    steps' traffic alone (StreamEpoch); "limit", the larger, "bound", which one; and
+    "vs_limit", nnumba cpu's time over the limit."""
+    row["flops"] = common.train_flops_per_sample(row["model"]) * row["samples"]
+    row["compute_floor"] = None if blas_rate is None else row["flops"] / blas_rate
+    row["memory_floor"] = row["times"]["floor"]
+    floors = {k: row[f"{k}_floor"] for k in ("compute", "memory") if row[f"{k}_floor"] is not None}
+    row["bound"] = max(floors, key=floors.get) if floors else None
+    row["limit"] = floors.get(row["bound"])
+    row["vs_limit"] = ratio(row["times"]["cpu"], row["limit"])
+
+
+def mnist1d_source():
+    """Where the MNIST-1D signals come from, in words."""
+    if common.mnist1d_available():
+        return "MNIST-1D's training signals (mnist1d.make_dataset, computed here)"
+    return "random signals of MNIST-1D's shape (mnist1d not installed)"
+
+
+def section_training(args, torch_worker, jax_worker, results):
+    source = mnist1d_source()
     out("## One training epoch (float32, softmax cross-entropy)")
     out()
-    out(f"Median of {args.repeats} after a warm-up; tiny rows on scikit-learn's digits, "
-        "CIFAR rows on synthetic data. Final loss: over the whole data after the epoch.")
+    out(f"Median of {args.repeats} after a warm-up, the implementations taking turns; tiny rows "
+        f"on scikit-learn's digits, CIFAR rows on synthetic data, the MNIST-1D row on {source}, "
+        "flattened; batches in order, from nnumba's initial weights (seed 0) for all. PyTorch: "
+        "eager, a process of its own. JAX: one jax.jit of a lax.scan over the epoch's batches of "
+        "the SGD or Adam step (and one more step on a last, smaller batch: one compiled program "
+        "per epoch), a process of its own. Final loss: over the whole data after the epoch; "
+        "rel. diff: the largest against the NumPy reference's.")
     out()
-    out("| workload | samples | NumPy ref | PyTorch | nnumba cpu | cpu vs NumPy | cpu vs PyTorch "
-        "| final loss NumPy / PyTorch / cpu | max rel. diff |")
-    out("|---|---:|---:|---:|---:|---:|---:|---|---:|")
-    results["epochs"] = []
-    for label, model, optimizer, batch, n_full, n_quick in WORKLOADS:
-        n = n_quick if args.quick else n_full
-        X, y = workload_data(model, n)
-        # a whole epoch of warm-up: the first seconds after large arrays are allocated
-        # run slow on this virtual machine (measured: 350-460 ms epochs, then 175 ms)
-        warm = n
-        impls = {b: NnumbaEpoch(b, model, optimizer, batch, X, y, warm) for b in ("numpy", "cpu")}
-        if model == "cifar" and batch == GEMM_BATCH:
-            impls["blas"] = BlasEpoch(n)
-        if torch_worker is not None:
-            reply = torch_worker.ask("epoch_setup", model=model, optimizer=optimizer, batch=batch,
-                                     n=n, warm=warm)
-            if abs(reply["checksum"] - checksum(X, y)) > 1e-6 * abs(checksum(X, y)):
-                raise RuntimeError("the PyTorch worker built different data")
-        times = {"blas": [], "numpy": [], "torch": [], "cpu": []}
-        losses = {}
-        for r in range(args.repeats):
-            last = r == args.repeats - 1
-            for name in ("blas", "numpy", "torch", "cpu"):
-                if name == "blas" and name not in impls:
-                    continue
-                if name == "torch":
-                    if torch_worker is None:
-                        continue
-                    reply = torch_worker.ask("epoch_run", with_loss=last)
-                    seconds, loss = reply["seconds"], reply["loss"]
-                else:
-                    seconds, loss = impls[name].run(last)
-                times[name].append(seconds)
-                if last and name != "blas":
-                    losses[name] = loss
-        t = {k: median(v) for k, v in times.items()}
-        ref_loss = losses["numpy"]
-        diff = max(abs(v - ref_loss) / abs(ref_loss) for v in losses.values())
-        row = dict(label=label, samples=n, times=t, losses=losses,
-                   vs_numpy=ratio(t["numpy"], t["cpu"]), vs_torch=ratio(t["torch"], t["cpu"]),
-                   loss_diff=diff, model=model, batch=batch, blas=impls.get("blas"))
-        results["epochs"].append(row)
+    rows = [measure_mlp_row(args, w, torch_worker, jax_worker) for w in WORKLOADS]
+    results["epochs"] = rows
+    blas_row = next((r for r in rows if r["blas"] is not None), None)
+    blas_rate = None
+    if blas_row is not None:
+        blas_flops = common.train_flops_per_sample("cifar") * blas_row["samples"]
+        blas_rate = blas_flops / blas_row["times"]["blas"]
+    for row in rows:
+        add_limits(row, blas_rate)
+    names = " | ".join(name for _, name in MLP_IMPLS)
+    out(f"| workload | samples | {names} | limit | nnumba / limit | cpu vs NumPy | cpu vs PyTorch "
+        f"| cpu vs JAX | final loss {' / '.join(name for _, name in MLP_IMPLS)} | max rel. diff |")
+    out("|---|---:|" + "---:|" * len(MLP_IMPLS) + "---:|---:|---:|---:|---:|---|---:|")
+    notes = []
+    for row in rows:
+        t, losses = row["times"], row["losses"]
+        limit = "n/a" if row["limit"] is None else f"{fmt_s(row['limit'])} ({row['bound']})"
         loss_text = " / ".join("n/a" if losses.get(k) is None else f"{losses[k]:.5f}"
-                               for k in ("numpy", "torch", "cpu"))
-        out(f"| {label} | {n} | {fmt_s(t['numpy'])} | {fmt_s(t['torch'])} | {fmt_s(t['cpu'])} "
-            f"| {fmt_x(row['vs_numpy'])} | {fmt_x(row['vs_torch'])} | {loss_text} | {diff:.1e} |")
+                               for k, _ in MLP_IMPLS)
+        out(f"| {row['label']} | {row['samples']} | "
+            + " | ".join(fmt_s(t[k]) for k, _ in MLP_IMPLS)
+            + f" | {limit} | {fmt_x(row['vs_limit'])} | {fmt_x(row['vs_numpy'])} "
+            f"| {fmt_x(row['vs_torch'])} | {fmt_x(row['vs_jax'])} | {loss_text} "
+            f"| {max(row['loss_diffs'].values()):.1e} |")
+        apart = [f"{name} by {row['loss_diffs'][k]:.1e}" for k, name in MLP_IMPLS
+                 if row["loss_diffs"].get(k, 0.0) > LOSS_AGREEMENT]
+        if apart:
+            notes.append(f"- {row['label']}: the final loss differs from the NumPy reference's "
+                         f"beyond float32 rounding over an epoch (relative {LOSS_AGREEMENT:g}): "
+                         f"{', '.join(apart)}; those did not train the same way.")
+    out()
+    for note in notes:
+        out(note)
+    if notes:
+        out()
+    rate_text = "not measured" if blas_rate is None else f"{blas_rate / 1e9:.1f} GFLOP/s"
+    out(f"limit: the larger of two floors measured in this run, the compute floor (the epoch's "
+        f"FLOPs at the BLAS rate of the batch-{GEMM_BATCH} products, {rate_text}, see below) and "
+        "the memory floor (the time a pass with the optimizer step's streams and no arithmetic "
+        "takes over arrays of the model's parameter count, once per iteration); nnumba / limit: "
+        "nnumba cpu's epoch time over it, so 1.0 would be an epoch as fast as this machine's "
+        "BLAS and memory allow with everything else free.")
+    out()
+    out("| workload | iterations | FLOPs (forward, dW, dx) | compute floor | optimizer traffic "
+        "| memory floor | stream rate |")
+    out("|---|---:|---:|---:|---:|---:|---:|")
+    for row in rows:
+        memory = row["memory_floor"]
+        out(f"| {row['label']} | {row['iterations']} | {row['flops'] / 1e9:.3g} G "
+            f"| {fmt_s(row['compute_floor'])} | {row['stream_bytes'] / 1e9:.3g} GB "
+            f"| {fmt_s(memory)} | {row['stream_bytes'] / memory / 1e9:.1f} GB/s |")
+    out()
+    out("FLOPs: 2 n_in n_out per sample for each Dense layer's forward product and its dW, "
+        "and for its dx except the first layer's, which no implementation computes. Optimizer "
+        f"traffic: {STREAMS['sgd']} float32 streams per parameter per SGD step (read w, g; "
+        f"write w), {STREAMS['adam']} per Adam step (read w, g, m, v; write w, m, v); the "
+        "passes run serially below the size where nnumba's steps use all cores.")
     out()
 
 
@@ -869,8 +1038,7 @@ def section_cnn(args, torch_worker, jax_worker, results):
     label, n_full, n_quick = CNN_ROW
     n, batch = (n_quick if args.quick else n_full), common.CNN_BATCH
     runs = args.repeats if args.quick else 3 * args.repeats
-    source = ("MNIST-1D's training signals (mnist1d.make_dataset, computed here)"
-              if common.mnist1d_available() else "random signals of MNIST-1D's shape (mnist1d not installed)")
+    source = mnist1d_source()
     out("## MNIST-1D CNN epoch (float32, softmax cross-entropy)")
     out()
     out(f"Conv1D(1, 25, 5, stride 2, padding 1), ReLU, Conv1D(25, 25, 3, 2, 1), ReLU, "
@@ -1161,7 +1329,7 @@ def section_gemm(args, results):
     out()
     out(f"| batch-{GEMM_BATCH} epoch ({row['samples']} samples) | time | GFLOP/s achieved | share of the BLAS rate |")
     out("|---|---:|---:|---:|")
-    for key, label in (("numpy", "NumPy ref"), ("torch", "PyTorch"), ("cpu", "nnumba cpu")):
+    for key, label in MLP_IMPLS:
         seconds = row["times"][key]
         if seconds is None:
             out(f"| {label} | n/a | | |")
@@ -1366,11 +1534,11 @@ def section_targets(results, have):
     out()
     out("| target | measured | met |")
     out("|---|---:|---|")
-    epochs = results.get("epochs", [])
+    epochs = {row["label"]: row for row in results.get("epochs", [])}
     for what, key, least in TARGETS:
         value = None
-        if key[0] in ("torch", "numpy") and key[1] < len(epochs):
-            value = epochs[key[1]]["vs_torch" if key[0] == "torch" else "vs_numpy"]
+        if key[0] in ("torch", "numpy", "jax") and key[1] in epochs:
+            value = epochs[key[1]]["vs_" + key[0]]
         elif key[0] == "blas":
             value = results.get("blas_share")
         elif key[0] == "adam" and "adam" in results:
@@ -1380,8 +1548,7 @@ def section_targets(results, have):
         elif key[0] in RNN_MODELS and key[0] in results.get("rnn", {}):
             value = results["rnn"][key[0]]["vs_" + key[1]]
         if value is None:
-            needs = ("jax" if key[0] in ("cnn",) + tuple(RNN_MODELS) and key[1] == "jax" else
-                     "torch" if "torch" in key else None)
+            needs = ("jax" if "jax" in key else "torch" if "torch" in key else None)
             why = "not measured" if needs is None or have[needs] else \
                 f"{'JAX' if needs == 'jax' else 'PyTorch'} left out"
             out(f"| {what} >= {f'{least:.0%}' if key[0] == 'blas' else f'{least:g}x'} | n/a | n/a ({why}) |")
@@ -1467,7 +1634,7 @@ def header(args, torch_worker, jax_worker):
     out(f"nnumba imported from `{os.path.dirname(nnumba.__file__)}`: "
         f"{git_text(os.path.dirname(os.path.dirname(os.path.abspath(nnumba.__file__))))}.")
     try:  # Numba's np.dot and @ call SciPy's BLAS (scipy.linalg.cython_blas): load it to list it
-        import scipy.linalg.cython_blas  # noqa: F401
+        importlib.import_module("scipy.linalg.cython_blas")
         scipy_text = " (NumPy's is numpy.libs' openblas; nnumba cpu's products run on SciPy's, which Numba calls)"
     except ImportError:
         scipy_text = ""
@@ -1512,12 +1679,13 @@ def main(argv=None):
 
     started, start_clock = time.perf_counter(), cpu_clock()
     needs_torch = any(x in sections for x in ("training", "cnn", "rnn", "adam"))
-    needs_jax = any(x in sections for x in ("cnn", "rnn"))
+    needs_jax = any(x in sections for x in ("training", "cnn", "rnn"))
     results = {}
     scratch = tempfile.mkdtemp(prefix="nnumba-compare-")
     torch_worker = jax_worker = None
     try:
-        if common.mnist1d_available() and any(x in sections for x in ("cnn", "rnn", "compile")):
+        if common.mnist1d_available() and (args.against is not None or any(
+                x in sections for x in ("training", "cnn", "rnn", "compile"))):
             # computed once (make_dataset takes 1-2 s), read by every worker process
             path = os.path.join(scratch, "mnist1d.npz")
             common.save_mnist1d(path)
@@ -1527,7 +1695,7 @@ def main(argv=None):
         try:
             header(args, torch_worker, jax_worker)
             if "training" in sections:
-                section_training(args, torch_worker, results)
+                section_training(args, torch_worker, jax_worker, results)
             if "cnn" in sections:
                 section_cnn(args, torch_worker, jax_worker, results)
             if "rnn" in sections:

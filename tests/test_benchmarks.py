@@ -101,6 +101,40 @@ def test_flop_count():
     assert common.n_params("cifar") == 1_707_274 and common.n_params("tiny") == 2_410
 
 
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_jax_mlp_epoch_matches_nnumba(optimizer):
+    """The JAX peer of the training section trains as nnumba cpu does: same weights, the
+    same batches in order (the last one smaller), the same loss after the epoch."""
+    pytest.importorskip("jax")
+    from benchmarks import common
+
+    X, y = common.digits_data()
+    X, y, batch = X[:70], y[:70], 16  # 4 batches of 16 and a last one of 6
+    net = common.build_model("tiny", "cpu", optimizer)
+    before = net.evaluate(X, y)["loss"]
+    fns = common.jax_mlp(common.MODELS["tiny"], optimizer)
+    Xb, yb, tail = common.jax_epoch_batches(X, y, batch)
+    assert Xb.shape == (4, 16, 64) and tail[0].shape == (6, 64)
+    params = fns["epoch"](net.get_weights(), Xb, yb, tail)
+    net.fit(X, y, epochs=1, batch_size=batch, shuffle=False)
+    after, jax_after = net.evaluate(X, y)["loss"], float(fns["loss"](params, X, y.astype(np.int32)))
+    assert after < before
+    assert abs(jax_after - after) <= 1e-5 * abs(after), (jax_after, after)
+
+
+def test_limits_take_the_larger_floor():
+    from benchmarks import compare
+
+    row = dict(model="tiny", samples=100, times={"floor": 2e-3, "cpu": 8e-3})
+    compare.add_limits(row, blas_rate=1e9)  # 100 * 10,112 FLOP at 1 GFLOP/s: 1.01 ms
+    assert row["bound"] == "memory" and row["limit"] == 2e-3 and row["vs_limit"] == 4.0
+    compare.add_limits(row, blas_rate=1e8)
+    assert row["bound"] == "compute" and abs(row["compute_floor"] - 10.112e-3) < 1e-9
+    compare.add_limits(row, blas_rate=None)  # no BLAS rate measured: the memory floor alone
+    assert row["bound"] == "memory" and row["compute_floor"] is None
+    assert compare.StreamEpoch(10, "adam", 3).bytes == 7 * 4 * 10 * 3
+
+
 def test_compare_quick():
     proc = subprocess.run([sys.executable, str(BENCHMARKS / "compare.py"), "--quick"], cwd=ROOT,
                           capture_output=True, text=True, timeout=600)
@@ -110,6 +144,11 @@ def test_compare_quick():
                     "## Compile overhead", "## Targets"):
         assert heading in text
     assert "| tiny 64-32-10, batch 1, SGD | 256 |" in text
+    assert "| tiny 64-32-10, batch 32, Adam | 200 |" in text
+    assert "| MNIST-1D MLP 40-100-100-10, batch 100, Adam | 400 |" in text
+    assert "| JAX | nnumba cpu | limit | nnumba / limit |" in text and "| cpu vs JAX |" in text
+    assert "| tiny batch 1 SGD epoch: cpu vs JAX >= 1.5x |" in text
+    assert "| CIFAR batch 256 epoch: share of the BLAS rate >= 90% |" in text
     assert "| memory floor: the same 7 streams, no arithmetic |" in text
     assert "## MNIST-1D CNN epoch" in text and "| MNIST-1D CNN, batch 100, Adam | 400 |" in text
     assert "| MNIST-1D CNN, batch 100, Adam | float32 | warm" in text
