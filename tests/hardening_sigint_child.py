@@ -10,6 +10,7 @@ line is JSON with a checksum of the weights, the optimizer state and counters.
 """
 import hashlib
 import json
+import signal
 import sys
 
 import numpy as np
@@ -21,6 +22,9 @@ SIZES = {"cpu": (2000, 4, 2500), "numpy": (200, 4, 1000)}
 
 
 def main(mode, backend):
+    # Python raises KeyboardInterrupt on SIGINT only if SIGINT was not ignored when it
+    # started, and a shell's background job (`pytest &`) starts with it ignored
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     N, BATCH, TOTAL = SIZES[backend]
     rng = np.random.default_rng(0)
     X = rng.normal(size=(N, 3))
