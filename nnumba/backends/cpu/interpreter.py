@@ -21,7 +21,6 @@ from .. import codes as c
 from ..reference.interpreter import EVAL, TRAIN, TRAIN_UPDATE
 from . import callbacks
 from ._config import KERNEL
-from .rules import call_activations_at
 from ._views import flat_view, rows_view
 from .activations import activation_backward, activation_forward
 from .batchnorm import batchnorm_backward, batchnorm_forward_eval, batchnorm_forward_train
@@ -36,6 +35,7 @@ from .network import (_allreduce, _gradient_buffer, _weigh_share, batch_share, b
 from .pool1d import (avgpool1d_backward, avgpool1d_forward, global_avgpool1d_backward,
                      global_avgpool1d_forward, maxpool1d_backward, maxpool1d_forward)
 from .recurrent import recurrent_backward, recurrent_forward
+from .rules import call_activations_at
 
 
 @njit(**KERNEL)
