@@ -18,8 +18,8 @@ batch. Iteration j of an epoch:
   rank with no rows, when n < p, adds zeros);
 - one allreduce (SUM) of the flat gradient buffer, the batch's loss and its
   correct count, called from the compiled loop (numba-mpi, in place, wrapped in
-  a Numba cfunc that the loop takes as a first-class function, so the loop
-  itself stays in Numba's on-disk cache); on the numpy and cuda backends the
+  a Numba cfunc that the loop calls at its address, so the loop itself stays
+  in Numba's on-disk cache); on the numpy and cuda backends the
   same allreduce is staged through the host;
 - every rank then checks and clips the same gradient and makes the same
   optimizer step: the weights stay identical, bit for bit, on every rank, which

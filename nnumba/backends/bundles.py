@@ -24,8 +24,8 @@ positional arrays: the same on all three backends (``tests/test_backends_agree``
   MPI (``nnumba.distributed``; None, the default of every ``train_batches``,
   trains alone): this process's rank among ``size``, ``reduce(send_address,
   recv_address, count, scratch_address)`` the allreduce (SUM) of ``count``
-  elements of the model's dtype, returning MPI's status (a Numba cfunc: callable
-  from jitted code as a first-class function, from Python as
+  elements of the model's dtype, returning MPI's status (a Numba cfunc: called
+  by jitted code at its address, ``reduce.address``, from Python as
   ``reduce.ctypes``; send == recv reduces in place), and two host buffers of
   n_params + 2 elements (the gradient, then the batch's loss and correct count;
   the loops alternate them as send and receive buffers; one array twice when

@@ -6,8 +6,8 @@ the user-defined ones (``rules``):
          n, k, weighted)
 
 (cross-entropy takes the int64 labels' address as its target). The fused training
-loops call every loss and every optimizer step through these two signatures, as
-first-class functions, so that:
+loops call every loss and every optimizer step through these two signatures, at
+the callback's address (``rules.address_caller``), so that:
 
 - a loop is compiled (and cached on disk) once for all losses and optimizers, not
   with a branch per kind: before, every model compiled the kernels of all five

@@ -8,10 +8,10 @@ is a Numba C callback (``cfunc``) of the fixed signature
 
     status = step(w_address, g_address, state_address, hp_address, n, t)
 
-so the training loop takes it as a first-class function: the loop is compiled
-(and cached on disk) once for all rules, and each rule only compiles its own
-small callback, once per process and dtype (it is generated code, which
-Numba cannot cache).
+so the training loop calls it by address (``address_caller``), as it calls the
+built-in steps (``callbacks``): the loop is compiled (and cached on disk) once
+for all rules, and each rule only compiles its own small callback, once per
+process and dtype (it is generated code, which Numba cannot cache).
 """
 import numpy as np
 from numba import carray, cfunc, njit, types
