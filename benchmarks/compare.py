@@ -101,7 +101,10 @@ worker processes of their own, so that their thread pools and nnumba's never
 compete; each is left out when it does not import (or with ``--no-torch``,
 ``--no-jax``; the ``rnn`` section runs without JAX too). The header names the
 BLAS library and the kernel architecture it chose (threadpoolctl), and the
-machine's load.
+machine's load. When OPENBLAS_CORETYPE or OPENBLAS_L2_SIZE is set (they force
+OpenBLAS's kernels, as this machine's environment does), compare.py runs
+itself again without them, as a user's machine would measure, and says so;
+``--keep-blas-env`` measures with them.
 """
 import argparse
 import importlib
@@ -1605,6 +1608,23 @@ def load_text():
         return ""
 
 
+# Variables that force OpenBLAS's choice of kernels and cache sizes. A user's machine does
+# not set them, so compare.py measures without them (this machine's environment sets
+# OPENBLAS_CORETYPE=Haswell: AVX2 kernels at about 60% of the SkylakeX ones OpenBLAS picks
+# itself on these cores).
+FORCING_BLAS_VARIABLES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+def rerun_without(forced):
+    """Replace this process with the same command without the variables ``forced`` (the
+    header then names the kernels BLAS chose, from threadpoolctl)."""
+    print(f"compare.py: {', '.join(f'{k}={os.environ[k]}' for k in forced)} forces OpenBLAS's "
+          "kernels, which a user's machine does not; running again without "
+          f"{' and '.join(forced)} (--keep-blas-env keeps them)", file=sys.stderr, flush=True)
+    env = {k: v for k, v in os.environ.items() if k not in forced}
+    os.execve(sys.executable, [sys.executable, os.path.abspath(__file__), *sys.argv[1:]], env)
+
+
 def blas_env_text():
     return ", ".join(f"{k}={os.environ[k]}" if k in os.environ else f"{k} unset"
                      for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS",
@@ -1649,6 +1669,11 @@ def header(args, torch_worker, jax_worker):
 
 
 def main(argv=None):
+    flags = sys.argv[1:] if argv is None else argv
+    forced = [k for k in FORCING_BLAS_VARIABLES if k in os.environ]
+    if forced and argv is None and not {"--keep-blas-env", "--worker", "--torch-worker"} & \
+            {f.split("=")[0] for f in flags}:
+        rerun_without(forced)  # does not return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one repeat: a smoke test")
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per measurement (default 5, 1 with --quick)")
@@ -1659,6 +1684,9 @@ def main(argv=None):
     parser.add_argument("--against", metavar="PATH", default=None,
                         help="also time the MLP rows on the nnumba checkout at PATH (imported "
                              "through PYTHONPATH, its own Numba cache) against this one")
+    parser.add_argument("--keep-blas-env", action="store_true",
+                        help="measure with OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE as they are set "
+                             "(by default compare.py runs again without them)")
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

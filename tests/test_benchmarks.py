@@ -5,6 +5,7 @@ smallest parameters, for the numpy and cpu backends; ``compare.py --quick``;
 """
 import importlib
 import inspect
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -136,8 +137,10 @@ def test_limits_take_the_larger_floor():
 
 
 def test_compare_quick():
-    proc = subprocess.run([sys.executable, str(BENCHMARKS / "compare.py"), "--quick"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
+    # --keep-blas-env: the test suite measures in the environment as it is set
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / "compare.py"), "--quick",
+                           "--keep-blas-env"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     text = proc.stdout
     for heading in ("## One training epoch", "## One Adam step", "## BLAS rate",
@@ -176,3 +179,14 @@ def test_asv_conf():
     assert conf["benchmark_dir"] == "benchmarks" and conf["environment_type"] == "virtualenv"
     assert "pip wheel --no-deps" in conf["build_command"][0]
     assert conf["branches"] == ["main"] and conf["repo"] == "."
+
+
+def test_compare_runs_again_without_the_forcing_blas_variables():
+    """With OPENBLAS_CORETYPE set, compare.py replaces itself by the same command without
+    it, and says so; here on --help, which the re-run then prints."""
+    env = {**os.environ, "OPENBLAS_CORETYPE": "Haswell"}
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / "compare.py"), "--help"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "OPENBLAS_CORETYPE=Haswell forces OpenBLAS's kernels" in proc.stderr
+    assert "--keep-blas-env" in proc.stdout
