@@ -14,6 +14,7 @@ import pytest
 from numba import njit
 
 from nnumba.backends import codes
+from nnumba.backends.cpu import _math as cpu_math
 from nnumba.backends.cpu import recurrent as cpu_rnn
 from nnumba.backends.cpu._views import flat_view, rows_view
 from nnumba.backends.reference import recurrent as ref_rnn
@@ -436,19 +437,19 @@ def test_cpu_saturated_gates_and_nan(cell_name, dtype):
 @njit(cache=True)
 def _exp_neg_all(a, out):
     for i in range(a.shape[0]):
-        out[i] = cpu_rnn._exp_neg(a[i])
+        out[i] = cpu_math._exp_neg(a[i])
 
 
 @njit(cache=True)
 def _sigmoid_all(a, out):
     for i in range(a.shape[0]):
-        out[i] = cpu_rnn._sigmoid(a[i])
+        out[i] = cpu_math._sigmoid(a[i])
 
 
 @njit(cache=True)
 def _tanh_all(a, out):
     for i in range(a.shape[0]):
-        out[i] = cpu_rnn._tanh(a[i])
+        out[i] = cpu_math._tanh(a[i])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

