@@ -1,5 +1,5 @@
 """The cpu backend's built-in losses and optimizer steps as C callbacks
-(``backends.cpu.callbacks``): the same bits as the kernels they wrap, for every kind,
+(``backends.cpu.rules.builtin_loss`` / ``builtin_step``): the same bits as the kernels they wrap, for every kind,
 dtype and weighting; and a model compiles only the kinds it uses."""
 import json
 import os
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from nnumba.backends import codes
-from nnumba.backends.cpu import callbacks, losses, optim
+from nnumba.backends.cpu import losses, optim, rules
 
 LOSSES = {"mse": codes.MSE, "binary_cross_entropy": codes.BINARY_CROSS_ENTROPY,
           "cross_entropy": codes.CROSS_ENTROPY, "mae": codes.MAE, "huber": codes.HUBER}
@@ -33,7 +33,7 @@ def test_a_loss_callback_gives_the_kernels_bits(name, weighted, dtype):
     losses.weighted_loss_forward_backward(code, out, target, labels, weights, expected_d, expected)
     got_d, got = np.full_like(out, np.nan), np.full(2, np.nan)
     source = labels if code == codes.CROSS_ENTROPY else target
-    callbacks.loss(code, weighted, dtype).ctypes(out.ctypes.data, source.ctypes.data,
+    rules.builtin_loss(code, weighted, dtype).ctypes(out.ctypes.data, source.ctypes.data,
                                                  weights.ctypes.data, got_d.ctypes.data,
                                                  got.ctypes.data, n, k, int(weighted))
     np.testing.assert_array_equal(got_d, expected_d)
@@ -51,7 +51,7 @@ def test_a_step_callback_gives_the_kernels_bits(name, dtype):
     w2, state2 = w.copy(), state.copy()
     for t in (1, 2, 3):
         expected = optim.optimizer_step(code, w, g, state, hp, t)
-        got = callbacks.step(code, dtype).ctypes(w2.ctypes.data, g.ctypes.data, state2.ctypes.data,
+        got = rules.builtin_step(code, dtype).ctypes(w2.ctypes.data, g.ctypes.data, state2.ctypes.data,
                                                  hp.ctypes.data, n, t)
         assert got == expected == codes.STATUS_OK
         np.testing.assert_array_equal(w2, w)
@@ -63,7 +63,7 @@ def test_a_step_callback_reports_a_non_finite_update():
     hp[codes.HP_LR] = 1.0
     w, g = np.ones(n), np.ones(n)
     g[3] = np.inf
-    status = callbacks.step(codes.SGD, np.float64).ctypes(w.ctypes.data, g.ctypes.data,
+    status = rules.builtin_step(codes.SGD, np.float64).ctypes(w.ctypes.data, g.ctypes.data,
                                                           np.zeros(0).ctypes.data, hp.ctypes.data,
                                                           n, 1)
     assert status == codes.STATUS_UPDATE
@@ -84,7 +84,7 @@ _PROBE = r"""
 import json, sys
 import numpy as np
 import nnumba as nn
-from nnumba.backends.cpu import batchnorm, callbacks, losses, optim, pool1d, recurrent
+from nnumba.backends.cpu import batchnorm, losses, optim, pool1d, recurrent, rules
 kind = sys.argv[1]
 rng = np.random.default_rng(0)
 if kind == "cnn":
@@ -102,7 +102,7 @@ kernels = {"batchnorm": batchnorm.batchnorm_forward_train, "maxpool": pool1d.max
            losses.loss_forward_backward, "weighted cross-entropy": losses._weighted_cross_entropy,
            "sgd": optim.sgd_loop, "momentum": optim.momentum_loop, "rmsprop": optim.rmsprop_loop}
 print(json.dumps({"compiled": sorted(k for k, d in kernels.items() if d.signatures),
-                  "callbacks": sorted(str(k) for k in callbacks._made)}))
+                  "callbacks": sorted(str(k) for k in rules._made)}))
 """
 
 

@@ -8,7 +8,7 @@ their own module (``conv1d``, ``pool1d``, ``dropout``, ``batchnorm``), cached
 on disk, and this module is imported (and compiled) only by models that are
 not plain MLPs, which keep the specialised loop of ``network``. A model compiles
 the kernels of its own op kinds only (``kinds``), and calls its loss and its
-optimizer step through C callbacks (``callbacks``), so that it compiles those of
+optimizer step through C callbacks (``rules``), so that it compiles those of
 its own loss and optimizer only. Views of the workspaces and parameters are borrowed
 (``_views``).
 """
@@ -19,7 +19,6 @@ from numba import njit
 
 from .. import codes as c
 from ..reference.interpreter import EVAL, TRAIN, TRAIN_UPDATE
-from . import callbacks
 from ._config import KERNEL
 from ._views import flat_view, rows_view
 from .activations import activation_backward, activation_forward
@@ -35,7 +34,7 @@ from .network import (_allreduce, _gradient_buffer, _weigh_share, batch_share, b
 from .pool1d import (avgpool1d_backward, avgpool1d_forward, global_avgpool1d_backward,
                      global_avgpool1d_forward, maxpool1d_backward, maxpool1d_forward)
 from .recurrent import recurrent_backward, recurrent_forward
-from .rules import call_activations_at
+from .rules import builtin_loss, builtin_step, call_activations_at
 
 
 @njit(**KERNEL)
@@ -374,8 +373,8 @@ def train_batches(plan, params, grads, buffers, loss, data, n_rows, batch_size, 
     # BLAS's thread hand-offs than they gain, and collapse when another process holds a core
     # (measured: 60 us against 16 ms): its whole call runs on one BLAS thread
     weighted = data.weights.shape[0] > 0
-    loss_fn = plan.loss if plan.loss is not None else callbacks.loss(loss, weighted, params.dtype)
-    step_fn = opt.rule if opt.rule is not None else callbacks.step(opt.code, params.dtype)
+    loss_fn = plan.loss if plan.loss is not None else builtin_loss(loss, weighted, params.dtype)
+    step_fn = opt.rule if opt.rule is not None else builtin_step(opt.code, params.dtype)
     loss_fn, step_fn, custom = loss_fn.address, step_fn.address, _address(plan.custom)
     flags, comm = kinds(plan), by_address(comm)
     with blas_thread_count(1 if flags[-1] else None):
@@ -456,7 +455,7 @@ def _train_batches(plan, params, grads, buffers, loss, data, n_rows, batch_size,
             for s in range(segs.shape[0]):
                 if segs[s, c.SEG_DECAY]:
                     apply_weight_decay(_segment(params, segs, s), _segment(grads, segs, s), opt.hp)
-        # the step is a C callback, built-in (``callbacks``) or a user-defined rule
+        # the step is a C callback, built-in (``rules.builtin_step``) or a user-defined rule
         status = call_step(step_fn, params, grads, opt.state, opt.hp, step)
         if status == c.STATUS_OK:
             big = np.finfo(buffers.dtype).max

@@ -293,9 +293,9 @@ def weighted_loss_forward_backward(loss, out, target, labels, weights, dout, res
 
 def batch_loss(loss, out, target, labels, dout, result):
     """loss_forward_backward called from Python (the model's evaluate): through the loss's
-    C callback (``callbacks``), the one the training loops call, so that evaluating
+    C callback (``rules.builtin_loss``), the one the training loops call, so that evaluating
     compiles only this loss, not the dispatcher's five."""
-    from .callbacks import loss as callback
+    from .rules import builtin_loss as callback
 
     # the callback reads raw memory: C-ordered arrays of the dtypes it was compiled for
     for name, a, dtype in (("out", out, out.dtype), ("dout", dout, out.dtype),

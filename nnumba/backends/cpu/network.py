@@ -24,14 +24,14 @@ from ..reference import network as _ref
 from ._config import (BLAS_THREADED_MIN_FLOPS, INLINE, KERNEL, OUTER_PRODUCT_MAX_ROWS,
                       OUTER_PRODUCT_MIN_PARAMS, REDUCTION, SMALL_MATMUL_FLOPS)
 from ._views import flat_view, rows_view
-from . import callbacks
 from .activations import activation_backward, activation_forward
 from .dense import column_sums, dense_backward, dense_backward_input, dense_forward
 from .elementwise import copy
 from .gradients import apply_weight_decay, clip_by_norm, clip_by_value, sum_of_squares
 from .losses import loss_forward_backward
 from .optim import outer_product_step, state_rows, step_serial
-from .rules import call_loss_at, call_reduce_at, call_step_at
+from .rules import (builtin_loss, builtin_step, call_loss_at, call_reduce_at,
+                    call_step_at)
 
 
 # Python callers (the model) get the reference's NumPy views; the jitted code below uses
@@ -286,8 +286,8 @@ def train_batches(plan, params, grads, loss, data, n_rows, batch_size, first, n_
     args = (blocks, plan.alphas, params, grads, loss, data.X, data.T, data.labels, data.order,
             weights, n_rows, batch_size, first, n_iter, opt.code, opt.state, opt.hp, opt.t,
             opt.clip_norm, opt.clip_value, *ws, stats, True if few_rows else None, opt.lrs,
-            comm, callbacks.loss(loss, weights is not None, params.dtype).address,
-            callbacks.step(opt.code, params.dtype).address)
+            comm, builtin_loss(loss, weights is not None, params.dtype).address,
+            builtin_step(opt.code, params.dtype).address)
     with blas_thread_count(blas_threads(blocks, batch_size)):
         return _train_batches(*args)
 
@@ -395,7 +395,7 @@ def _allreduce(comm, j, n_params, result):
 
 @njit(**INLINE)
 def call_loss(loss_fn, out, target, weights, dout, result):
-    """The loss callback at address ``loss_fn`` (``callbacks``, ``rules``) on a batch's
+    """The loss callback at address ``loss_fn`` (``rules``) on a batch's
     output, its targets (cross-entropy: labels) and weights (empty: unweighted)."""
     call_loss_at(loss_fn, (out.ctypes.data, target.ctypes.data, weights.ctypes.data,
                            dout.ctypes.data, result.ctypes.data, out.shape[0], out.shape[1],
@@ -404,7 +404,7 @@ def call_loss(loss_fn, out, target, weights, dout, result):
 
 @njit(**INLINE)
 def call_step(step_fn, params, grads, state, hp, t):
-    """The optimizer callback at address ``step_fn`` (``callbacks``, ``rules``): step t of
+    """The optimizer callback at address ``step_fn`` (``rules``): step t of
     all the parameters; returns its verdict (``codes.STATUS_*``)."""
     return call_step_at(step_fn, (params.ctypes.data, grads.ctypes.data, state.ctypes.data,
                                   hp.ctypes.data, params.shape[0], t))
@@ -419,7 +419,7 @@ def _train_batches(blocks, alphas, params, grads, loss, X, T, labels, order, wei
     argument is decided at compile time), so their kernels are not even compiled
     (about 3 s of a cold start). Likewise ``weights`` (one per sample) is None when
     training is unweighted, and ``comm`` (a ``Comm``) when it is not data-parallel.
-    The loss and the optimizer step are C callbacks (``callbacks``): the loop is the
+    The loss and the optimizer step are C callbacks (``rules``): the loop is the
     same compiled code for all of them."""
     scratch = np.zeros(1)
     # (weight decay needs each weight gradient whole: no on-the-fly step then; nor does

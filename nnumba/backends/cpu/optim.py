@@ -102,7 +102,7 @@ def _loops(opt, w, g, s0, s1, c):
 
 
 # One loop per rule (``c`` the tuple of ``constants``), called by ``_loops`` and, one each,
-# by the rules' C callbacks (``callbacks``), which compile only their own.
+# by the built-in C callbacks (``rules.builtin_step``), which compile only their own.
 
 @njit(**KERNEL)
 def sgd_loop(w, g, c):
