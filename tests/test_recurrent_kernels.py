@@ -352,6 +352,33 @@ def test_cpu_matches_reference_many_rows(cell_name, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_lstm_rows_do_not_depend_on_the_batch_or_the_threads(dtype):
+    """The LSTM runs blocks of rows on Numba's threads with register-tiled products
+    (``cpu.recurrent.row_blocks``, ``cpu._tiles``). A row's output and dx are the same bits
+    in a batch of 37 (two blocks; the row in a whole tile) as alone in a batch of 3 (edge
+    rows only); and every output, dx, cache and gradient is the same on 1 thread as on all."""
+    import numba
+
+    cell, act = CELLS["lstm"]
+    steps, n, f, u = 5, 37, 7, 20
+    x, params, rng = problem(cell, n, steps, "forward", dtype, seed=21, features=f, units=u)
+    dy = rng.normal(size=(n, u)).astype(dtype)
+    whole = run(cpu_rnn, cell, act, x, params, steps, u, False, "forward", dy=dy)
+    alone = run(cpu_rnn, cell, act, x[:3], params, steps, u, False, "forward", dy=dy[:3])
+    np.testing.assert_array_equal(alone[0], whole[0][:3])
+    np.testing.assert_array_equal(alone[3], whole[3][:3])
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        one = run(cpu_rnn, cell, act, x, params, steps, u, False, "forward", dy=dy)
+    finally:
+        numba.set_num_threads(threads)
+    for a, b in zip(one[2][0] + [one[0], one[3], one[4][0], one[5][0]],
+                    whole[2][0] + [whole[0], whole[3], whole[4][0], whole[5][0]]):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_empty_batch(dtype):
     """No samples (cpu; the reference's cache_views cannot reshape an empty block): nothing
     to output, and every gradient is an empty sum (zeros)."""

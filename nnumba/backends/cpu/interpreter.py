@@ -15,7 +15,7 @@ its own loss and optimizer only. Views of the workspaces and parameters are borr
 import math
 
 import numpy as np
-from numba import njit
+from numba import get_num_threads, njit
 
 from .. import codes as c
 from ..reference.interpreter import EVAL, TRAIN, TRAIN_UPDATE
@@ -125,9 +125,17 @@ def kinds(plan):
     when the plan has ops of the group (``KIND_GROUPS``), else None. With None, Numba
     prunes the group's branches before typing (``is not None`` on an argument typed
     None), so a model compiles the kernels of its own kinds only (a Conv1D network does
-    not compile BatchNorm's, pooling's or the recurrent cells')."""
+    not compile BatchNorm's, pooling's or the recurrent cells').
+
+    The recurrent kernels run parallel regions (``recurrent.row_blocks``). Numba starts its
+    threading layer when it compiles one, but a loop loaded from the on-disk cache would
+    call into a layer not yet started (a null function pointer: measured, a segfault), so
+    a plan with recurrent ops starts it here (``numba.get_num_threads`` does)."""
     present = set(int(k) for k in plan.ops[:, c.OP_KIND])
-    return tuple(True if present.intersection(group) else None for _, group in KIND_GROUPS)
+    flags = tuple(True if present.intersection(group) else None for _, group in KIND_GROUPS)
+    if flags[-1]:
+        get_num_threads()
+    return flags
 
 
 def forward(plan, params, buffers, x, ws, mode, seed, t):
@@ -369,9 +377,11 @@ def train_batches(plan, params, grads, buffers, loss, data, n_rows, batch_size, 
     call, taking its turn on BLAS with the MLP loop's calls (``network._blas_turn``:
     BLAS's thread count is one setting for the process). Data-parallel (``comm``),
     the allreduce runs inside the compiled loop, as in ``network``."""
-    # a recurrent model's per-step products (h W_hh, as small as 32 x 128 x 512) lose more to
-    # BLAS's thread hand-offs than they gain, and collapse when another process holds a core
-    # (measured: 60 us against 16 ms): its whole call runs on one BLAS thread
+    # a recurrent model's whole call runs on one BLAS thread: the SimpleRNN's and GRU's
+    # per-step products (h W_hh, as small as 32 x 128 x 512) lose more to BLAS's thread
+    # hand-offs than they gain, and collapse when another process holds a core (measured:
+    # 60 us against 16 ms); the LSTM's run on Numba's threads (``recurrent.row_blocks``),
+    # which spinning BLAS threads would slow down (measured: its forward 8 ms against 2 ms)
     weighted = data.weights.shape[0] > 0
     loss_fn = plan.loss if plan.loss is not None else builtin_loss(loss, weighted, params.dtype)
     step_fn = opt.rule if opt.rule is not None else builtin_step(opt.code, params.dtype)
