@@ -268,7 +268,7 @@ CACHE_BLOCKS = ("xs", "hidden", "gates", "extra", "dhidden")   # all but tmp (sc
 
 def compare_runs(got, want, dtype, context, cell, steps, units):
     """Every output, gradient, cache block (the forward's tmp aside: the cpu GRU of few units
-    leaves its tanh pass there) and the whole scratch, within the dtype's tolerance."""
+    leaves its tanh pass there) and the scratch, within the dtype's tolerance."""
     rtol = 1e-5 if dtype == np.float32 else 1e-12
     out, _, grads, dx, caches, scratches = got
     r_out, _, r_grads, r_dx, r_caches, r_scratches = want
@@ -280,7 +280,10 @@ def compare_runs(got, want, dtype, context, cell, steps, units):
         views = zip(CACHE_BLOCKS, ref_rnn.cache_views(cell, caches[d], n, steps, features, units),
                     ref_rnn.cache_views(cell, r_caches[d], n, steps, features, units))
         pairs += [(f"{name}[{d}]", a, b) for name, a, b in views]
-        pairs += [(f"scratch[{d}]", scratches[d], r_scratches[d])]
+        # (not the LSTM's room for the cpu's per-block partial weight gradients at its end)
+        used = n * (ref_rnn.scratch_width(cell, steps, features, units)
+                    - ref_rnn.partial_width(cell, features, units))
+        pairs += [(f"scratch[{d}]", scratches[d][:used], r_scratches[d][:used])]
     worst = 0.0
     for name, a, r in pairs:
         assert a.dtype == dtype, name

@@ -41,8 +41,18 @@ def test_products_match_numpy(dtype, n, k, m):
         assert_close(out, exact + c, dtype, k)
     at = np.ascontiguousarray(a.T)  # (k, n): out = at^T @ b
     out = np.full((n, m), np.nan, dtype)
-    tiled_matmul_tn(at, b, out, 0, m)
+    tiled_matmul_tn(at, b, out, 0, m, False)
     assert_close(out, exact, dtype, k)
+    out = c.copy()
+    tiled_matmul_tn(at, b, out, 0, m, True)
+    assert_close(out, exact + c, dtype, k)
+    cut = k // 2  # rows 0..cut-1, then the rest added: the same fma chain, the same bits
+    parts = np.full((n, m), np.nan, dtype)
+    tiled_matmul_tn(np.ascontiguousarray(at[:cut]), np.ascontiguousarray(b[:cut]), parts, 0, m, False)
+    tiled_matmul_tn(np.ascontiguousarray(at[cut:]), np.ascontiguousarray(b[cut:]), parts, 0, m, True)
+    whole = np.empty_like(parts)
+    tiled_matmul_tn(at, b, whole, 0, m, False)
+    assert np.array_equal(parts, whole)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -60,19 +70,19 @@ def test_an_element_does_not_depend_on_the_split(dtype):
             assert np.array_equal(parts, whole), (product.__name__, cut)
     at = np.ascontiguousarray(a.T)
     whole = np.empty((n, m), dtype)
-    tiled_matmul_tn(at, b, whole, 0, m)
+    tiled_matmul_tn(at, b, whole, 0, m, False)
     width = tn_columns(np.dtype(dtype).itemsize)
     for cut in (3, width, 2 * width):
         parts = np.full((n, m), np.nan, dtype)
-        tiled_matmul_tn(at, b, parts, 0, min(cut, m))
-        tiled_matmul_tn(at, b, parts, min(cut, m), m)
+        tiled_matmul_tn(at, b, parts, 0, min(cut, m), False)
+        tiled_matmul_tn(at, b, parts, min(cut, m), m, False)
         assert np.array_equal(parts, whole), cut
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_an_empty_sum_writes_zeros(dtype):
     out = np.full((5, 9), np.nan, dtype)
-    tiled_matmul_tn(np.zeros((0, 5), dtype), np.zeros((0, 9), dtype), out, 0, 9)
+    tiled_matmul_tn(np.zeros((0, 5), dtype), np.zeros((0, 9), dtype), out, 0, 9, False)
     assert np.array_equal(out, np.zeros((5, 9), dtype))
     out = np.full((5, 9), np.nan, dtype)
     tiled_matmul(np.zeros((5, 0), dtype), np.zeros((0, 9), dtype), out, False)
@@ -83,6 +93,6 @@ def test_the_columns_outside_the_range_are_not_touched():
     rng = np.random.default_rng(2)
     a, b = rng.standard_normal((6, 7)).astype(np.float32), rng.standard_normal((6, 40)).astype(np.float32)
     out = np.full((7, 40), -1.0, np.float32)
-    tiled_matmul_tn(a, b, out, 5, 23)
+    tiled_matmul_tn(a, b, out, 5, 23, False)
     assert np.all(out[:, :5] == -1) and np.all(out[:, 23:] == -1)
     assert_close(out[:, 5:23], (a.T.astype(np.float64) @ b)[:, 5:23], np.float32, 6)

@@ -245,10 +245,10 @@ def tiled_matmul_nt(a, b, out, accumulate):
 
 
 @njit(**KERNEL)
-def tiled_matmul_tn(a, b, out, j_lo, j_hi):
-    """out[:, j_lo:j_hi] = (a^T @ b)[:, j_lo:j_hi]; a (K, n), b (K, m), out (n, m); K may be 0.
-    A block of columns is one thread's share of a weight gradient (any split gives the same
-    bits); j_lo a multiple of ``tn_columns`` keeps the whole blocks in registers. The K rows
+def tiled_matmul_tn(a, b, out, j_lo, j_hi, accumulate):
+    """out[:, j_lo:j_hi] = (a^T @ b)[:, j_lo:j_hi], or += with ``accumulate``; a (K, n),
+    b (K, m), out (n, m); K may be 0. Any split of the columns gives the same bits; j_lo a
+    multiple of ``tn_columns`` keeps the whole blocks in registers. The K rows
     run in chunks of ``TN_CHUNK`` (b's chunk of a column block then stays in L1 over all
     the row tiles), each tile adding its chunk to what the chunks before it stored: the
     same fma chain, so the same bits."""
@@ -258,7 +258,7 @@ def tiled_matmul_tn(a, b, out, j_lo, j_hi):
     for k0 in range(0, max(k_all, 1), TN_CHUNK):
         rows = min(TN_CHUNK, k_all - k0)
         ak, bk = rows_view(a, k0 * n, rows, n), rows_view(b, k0 * m, rows, m)
-        more = k0 > 0
+        more = accumulate or k0 > 0
         j = j_lo
         while j + cols <= j_hi:
             for i0 in range(0, n_full, NN_ROWS):

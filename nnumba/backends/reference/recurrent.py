@@ -78,11 +78,25 @@ def cache_width(cell, steps, features, units):
     return steps * (features + (2 + extra + cached_gates(cell)) * units) + GATES[cell] * units
 
 
+# The LSTM's scratch ends with room for one set of weight gradients (W_ih, W_hh, b_ih, b_hh)
+# per PARTIAL_ROWS rows: the cpu backend sums each block of rows' share of them on the thread
+# that ran the block (``backends.cpu.recurrent``); this backend and cuda leave it alone.
+PARTIAL_ROWS = 16
+
+
+def partial_width(cell, features, units):
+    """Per-row size of that room: (F + U + 2) G U values per PARTIAL_ROWS rows (LSTM only)."""
+    if cell != OP_LSTM:
+        return 0
+    return -(-(features + units + 2) * GATES[cell] * units // PARTIAL_ROWS)
+
+
 def scratch_width(cell, steps, features, units):
-    """Per-row size of the backward pass's scratch: dgates, dgh (GRU), dc (LSTM), tmp, dxs."""
+    """Per-row size of the backward pass's scratch: dgates, dgh (GRU), dc (LSTM), tmp, dxs,
+    then the LSTM's room for partial weight gradients (``partial_width``)."""
     g = GATES[cell] * units
     return steps * (g + features) + (steps * g if cell == OP_GRU else 0) + \
-        (units if cell == OP_LSTM else 0) + units
+        (units if cell == OP_LSTM else 0) + units + partial_width(cell, features, units)
 
 
 def cache_views(cell, cache, n, steps, features, units):
