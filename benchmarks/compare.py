@@ -67,7 +67,8 @@ load hits them alike):
    torch.set_num_threads(2)), JAX (a jax.jit of a lax.scan over the epoch's
    batches of an Adam step whose forward is a lax.scan over the time steps, the
    input projections of all steps as one product, torch's gate equations) and
-   nnumba cpu; 3N runs of the GRU epoch (it is short), N of the LSTM's.
+   nnumba cpu; 3N runs of each epoch (the GRU's is short; the LSTM's time moves by 20-40%
+   from run to run on a 2-core virtual machine, as PyTorch's does).
 4. ``adam``: one Adam step over 10M float32 parameters: textbook NumPy (with
    temporaries), torch.optim.Adam(fused=True) (foreach where fused is refused),
    nnumba's cpu ``adam_step`` kernel; all from the same w, g for the same steps;
@@ -185,7 +186,7 @@ RNN_MODELS = {
                 batch=100, n=common.CNN_SAMPLES, n_quick=400, runs=3),
     "lstm": dict(label="LSTM(32, 128), 50 steps, batch 32, Adam", cell="lstm", features=32,
                  units=128, sequences=False, bidirectional=False, steps=50, flat=128, batch=32,
-                 n=2048, n_quick=128, runs=1),
+                 n=2048, n_quick=128, runs=3),
 }
 RNN_TORCH_THREADS = 2
 
