@@ -37,11 +37,9 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ._config import INLINE, KERNEL
-from ._views import rows_view
 
 NN_ROWS, NN_VECTORS = 4, 4
 NT_ROWS, NT_COLS = 4, 4
-TN_CHUNK = 128
 
 
 def _lanes(dtype):
@@ -247,29 +245,23 @@ def tiled_matmul_nt(a, b, out, accumulate):
 @njit(**KERNEL)
 def tiled_matmul_tn(a, b, out, j_lo, j_hi, accumulate):
     """out[:, j_lo:j_hi] = (a^T @ b)[:, j_lo:j_hi], or += with ``accumulate``; a (K, n),
-    b (K, m), out (n, m); K may be 0. Any split of the columns gives the same bits; j_lo a
-    multiple of ``tn_columns`` keeps the whole blocks in registers. The K rows
-    run in chunks of ``TN_CHUNK`` (b's chunk of a column block then stays in L1 over all
-    the row tiles), each tile adding its chunk to what the chunks before it stored: the
-    same fma chain, so the same bits."""
-    k_all, n, m = a.shape[0], out.shape[0], b.shape[1]
+    b (K, m), out (n, m); K may be 0. Any split of the columns, or of the K rows into calls
+    that accumulate, gives the same bits (one fma chain per element); j_lo a multiple of
+    ``tn_columns`` keeps the whole blocks in registers."""
+    n = out.shape[0]
     cols = NN_VECTORS * (64 // a.itemsize)
     n_full = n - n % NN_ROWS
-    for k0 in range(0, max(k_all, 1), TN_CHUNK):
-        rows = min(TN_CHUNK, k_all - k0)
-        ak, bk = rows_view(a, k0 * n, rows, n), rows_view(b, k0 * m, rows, m)
-        more = accumulate or k0 > 0
-        j = j_lo
-        while j + cols <= j_hi:
-            for i0 in range(0, n_full, NN_ROWS):
-                _tn_tile(ak, bk, out, i0, j, more)
-            for i in range(n_full, n):
-                for q in range(j, j + cols):
-                    _tn_edge(ak, bk, out, i, q, more)
-            j += cols
-        for i in range(n):
-            for q in range(j, j_hi):
-                _tn_edge(ak, bk, out, i, q, more)
+    j = j_lo
+    while j + cols <= j_hi:
+        for i0 in range(0, n_full, NN_ROWS):
+            _tn_tile(a, b, out, i0, j, accumulate)
+        for i in range(n_full, n):
+            for q in range(j, j + cols):
+                _tn_edge(a, b, out, i, q, accumulate)
+        j += cols
+    for i in range(n):
+        for q in range(j, j_hi):
+            _tn_edge(a, b, out, i, q, accumulate)
 
 
 @njit(**INLINE)

@@ -47,7 +47,8 @@ matrix product)::
 Backward (BPTT), from dy: dhidden starts as the output gradient (every step
 with ``sequences``, else only the last), and for s = T - 1, ..., 0 the step's
 gate gradients (``scratch``: dgates, dL/d of the input projection; GRU also
-dgh, dL/d of the hidden product) are formed from dhidden[s] and the
+dgh, dL/d of the hidden product; the LSTM's scratch also ends with room that only
+the cpu backend uses, ``partial_width``) are formed from dhidden[s] and the
 recurrent path is added to dhidden[s - 1] (+= dgh_s W_hh^T; the GRU also adds
 z * dh_s directly; the LSTM carries dL/dc). Then, each as ONE product over all
 steps::
