@@ -1,4 +1,32 @@
-"""The cpu backend keeps its arrays in host memory, as the reference backend does."""
-from ..reference.memory import asarray, copy_from_host, copy_into, empty, to_backend, to_host, zeros
+"""The cpu backend keeps its arrays in host memory, as the reference backend does, with
+every new array starting on a 64-byte boundary.
+
+NumPy's large allocations start 16 bytes past a page (malloc's header), so every
+512-bit load of a row crosses two cache lines. The register-tiled products
+(``_tiles``) load whole 64-byte vectors: measured, an LSTM(32, 128) epoch at batch 32
+took 330-415 ms on its own buffers and 400-616 ms on fresh NumPy ones, whose offset
+within a line moves from allocation to allocation.
+"""
+import numpy as np
+
+from ..reference.memory import asarray, copy_from_host, copy_into, to_backend, to_host
 
 __all__ = ["empty", "zeros", "to_backend", "asarray", "to_host", "copy_from_host", "copy_into"]
+
+ALIGNMENT = 64
+
+
+def empty(shape, dtype):
+    """A new uninitialised array whose first element is ALIGNMENT-byte aligned."""
+    dtype = np.dtype(dtype)
+    count = int(np.prod(shape, dtype=np.int64))
+    raw = np.empty(count * dtype.itemsize + ALIGNMENT, np.uint8)
+    start = (-raw.ctypes.data) % ALIGNMENT
+    return raw[start:start + count * dtype.itemsize].view(dtype).reshape(shape)
+
+
+def zeros(shape, dtype):
+    """A new zero-filled array whose first element is ALIGNMENT-byte aligned."""
+    out = empty(shape, dtype)
+    out[...] = 0
+    return out
