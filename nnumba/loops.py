@@ -13,6 +13,7 @@ per-iteration statistics rows (``codes.STAT_*``).
 import numpy as np
 
 from .backends.bundles import Blocks, Data, MLPWorkspace, Program, Step, Workspace
+from .backends import codes
 from .backends.codes import CUSTOM_LOSS, RULE
 # the forward modes (the MLP loop has no layer whose forward pass depends on them)
 from .backends.reference.interpreter import EVAL, TRAIN, TRAIN_UPDATE  # noqa: F401
@@ -195,10 +196,15 @@ _announced = set()
 def announce_compile(loop, dtype, verbose):
     """Say once per process and kind of loop that its first call compiles (or loads from
     Numba's cache), instead of a silent stall: for verbose >= 1 on the compiled backends."""
-    key = (loop.backend.name, type(loop).__name__, np.dtype(dtype).name)
+    plan = getattr(loop, "plan", None)
+    lstm = plan is not None and bool(np.any(plan.ops[:, codes.OP_KIND] == codes.OP_LSTM))
+    key = (loop.backend.name, type(loop).__name__, np.dtype(dtype).name, lstm)
     if verbose and loop.backend.name != "numpy" and key not in _announced:
         what = "the MLP loop" if isinstance(loop, MLPLoop) else "the op-table loop"
-        print(f"nnumba: compiling {what} for {key[2]} on {key[0]} (first run only: about 10-15 s; "
+        # (measured, empty cache: an MLP 9-10 s, a CNN 14 s, a small LSTM model 82 s: its
+        # parallel regions, backends/cpu/recurrent.py)
+        wait = "about 1-1.5 min" if lstm and loop.backend.name == "cpu" else "about 10-15 s"
+        print(f"nnumba: compiling {what} for {key[2]} on {key[0]} (first run only: {wait}; "
               f"later runs load it from Numba's cache)", flush=True)
     _announced.add(key)
 

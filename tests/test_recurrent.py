@@ -487,3 +487,24 @@ def test_the_reported_norms_of_a_recurrent_layer_are_w_hh_and_b_hh():
     assert norms.weight[2] == np.linalg.norm(grads[8]) and norms.bias[2] == np.linalg.norm(grads[9])
     history = model.fit(X, y, epochs=1, batch_size=4, verbose=0)
     assert np.isclose(history.grad_norms[0][1], np.linalg.norm(grads[5]), rtol=1e-12)
+
+
+def test_the_compile_announcement_says_an_lstm_takes_longer(capsys):
+    """fit(verbose=1) says once that the first run compiles and about how long: an LSTM's
+    parallel regions make its op-table loop compile for over a minute on cpu."""
+    from nnumba import loops
+
+    lstm = network(nn.LSTM, False, False, 2, backend="cpu")
+    gru = network(nn.GRU, False, False, 2, backend="cpu")
+    saved = set(loops._announced)
+    loops._announced.clear()
+    try:
+        loops.announce_compile(lstm._loop, lstm.dtype, 1)
+        loops.announce_compile(gru._loop, gru.dtype, 1)
+        loops.announce_compile(lstm._loop, lstm.dtype, 1)  # once per kind of loop
+    finally:
+        loops._announced.clear()
+        loops._announced.update(saved)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2
+    assert "about 1-1.5 min" in lines[0] and "about 10-15 s" in lines[1]

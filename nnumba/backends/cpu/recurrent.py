@@ -47,9 +47,9 @@ BLAS products). The gates use the branch-free sigmoid and tanh of ``_math``
 **Compile time.** Numba re-optimises every callee linked into a function, at
 every level of calls: the SimpleRNN's and GRU's loops are therefore inlined
 (``INLINE``) into the two kernels, which call only the products, the column sums
-and the three transcendental passes (compiled once per dtype). The LSTM's three
-parallel regions cost more: a first fit of a small LSTM model compiles in 77 s,
-against 44 s before they were threaded (once per machine; the cache keeps it).
+and the three transcendental passes (compiled once per dtype). The LSTM's two
+parallel regions cost more: a first fit of a small LSTM model compiles in 82 s,
+against 37-44 s before they were threaded (once per machine; the cache keeps it).
 
 Every sum runs in a fixed order (deterministic, whatever the number of threads);
 float32 data is computed in float32. Every array argument is C-contiguous: x, out, dy, dx, w_ih, w_hh 2-D;
@@ -580,8 +580,9 @@ def _block_weight_gradients(cache, scratch, dw_ih, dw_hh, db_ih, db_hh, n, steps
 
 # The parallel regions (each a ``prange`` over blocks). Each costs seconds of compile: Numba's
 # parfor pipeline, then LLVM again over the block function at each level of calls above it
-# (measured: a first fit of a small LSTM model compiles in 77 s, against 44 s for the code
-# before the threads); merged into one function with a task argument they cost more (89 s).
+# (measured, empty cache: a first fit of a small LSTM model compiles in 82 s, against 37-44 s
+# for the code before the threads); merged into one function with a task argument they cost
+# more (89 s).
 
 @njit(**PARALLEL)
 def _lstm_forward_blocks(x, w_ih, b_ih, b_hh, w_hh, cache, out, n, steps, features, units,
