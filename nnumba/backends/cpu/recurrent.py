@@ -446,6 +446,20 @@ def _gather_dh(dy, rec, dh, read, later, zero):
 
 
 @njit(**INLINE)
+def _dx_rows(scratch, o_dxs, dx, accumulate, s, t, n, r0, r1, f_in):
+    """Rows r0, ..., r1 - 1 of step s's dL/dx_s (the scratch's time-major dxs) into dx at
+    time t: written, or added with ``accumulate``."""
+    for r in range(r0, r1):
+        src = _row(scratch, o_dxs, s, n, r, f_in)
+        dst = flat_view(dx, r * dx.shape[1] + t * f_in, f_in)
+        if accumulate:
+            for k in range(f_in):
+                dst[k] += src[k]
+        else:
+            _copy(src, dst)
+
+
+@njit(**INLINE)
 def _simple_rnn_backward(act, w_hh, cache, dy, scratch, n, steps, units, reverse, sequences,
                          out_offset, out_channels, o_h, o_dh, o_dg, o_tmp):
     u = units
@@ -521,14 +535,7 @@ def _lstm_backward(w_ih, w_hh, cache, dy, scratch, dx, accumulate, dw_ih, dw_hh,
         if dx.shape[0]:
             tiled_matmul_nt(d_s, w_ih, rows_view(scratch, o_dxs + (s * n + r0) * f_in, m, f_in),
                             False)
-            for r in range(r0, r1):
-                src = _row(scratch, o_dxs, s, n, r, f_in)
-                dst = flat_view(dx, r * dx.shape[1] + t * f_in, f_in)
-                if accumulate:
-                    for k in range(f_in):
-                        dst[k] += src[k]
-                else:
-                    _copy(src, dst)
+            _dx_rows(scratch, o_dxs, dx, accumulate, s, t, n, r0, r1, f_in)
     # the weight gradients over this block's rows, from data this thread wrote (the first
     # block's straight into the gradients, the others' into the scratch's room for them)
     if block == 0:
@@ -714,13 +721,4 @@ def recurrent_backward(cell, act, w_ih, w_hh, cache, dy, dw_ih, dw_hh, db_ih, db
         return
     matmul_nt(flat_d, w_ih, rows_view(scratch, o_dxs, steps * n, f_in))
     for s in range(steps):  # back to time order
-        t = _time(s, steps, reverse)
-        for r in range(n):
-            src = _row(scratch, o_dxs, s, n, r, f_in)
-            dst = flat_view(dx, r * dx.shape[1] + t * f_in, f_in)
-            if accumulate:
-                for k in range(f_in):
-                    dst[k] += src[k]
-            else:
-                for k in range(f_in):
-                    dst[k] = src[k]
+        _dx_rows(scratch, o_dxs, dx, accumulate, s, _time(s, steps, reverse), n, 0, n, f_in)
