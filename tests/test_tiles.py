@@ -8,8 +8,7 @@ product, the columns) are split between calls.
 import numpy as np
 import pytest
 
-from nnumba.backends.cpu._tiles import (tiled_matmul, tiled_matmul_nt, tiled_matmul_tn,
-                                        tn_columns)
+from nnumba.backends.cpu._tiles import NN_VECTORS, tiled_matmul, tiled_matmul_nt, tiled_matmul_tn
 
 SHAPES = [(1, 1, 1), (3, 5, 7), (4, 16, 64), (9, 33, 70), (13, 130, 21), (32, 128, 512)]
 TOLERANCE = {np.float32: 2e-5, np.float64: 1e-13}
@@ -71,7 +70,7 @@ def test_an_element_does_not_depend_on_the_split(dtype):
     at = np.ascontiguousarray(a.T)
     whole = np.empty((n, m), dtype)
     tiled_matmul_tn(at, b, whole, 0, m, False)
-    width = tn_columns(np.dtype(dtype).itemsize)
+    width = NN_VECTORS * 64 // np.dtype(dtype).itemsize  # one register block of columns
     for cut in (3, width, 2 * width):
         parts = np.full((n, m), np.nan, dtype)
         tiled_matmul_tn(at, b, parts, 0, min(cut, m), False)

@@ -36,7 +36,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ._config import INLINE, KERNEL
+from ._config import KERNEL
 
 NN_ROWS, NN_VECTORS = 4, 4
 NT_ROWS, NT_COLS = 4, 4
@@ -247,7 +247,7 @@ def tiled_matmul_tn(a, b, out, j_lo, j_hi, accumulate):
     """out[:, j_lo:j_hi] = (a^T @ b)[:, j_lo:j_hi], or += with ``accumulate``; a (K, n),
     b (K, m), out (n, m); K may be 0. Any split of the columns, or of the K rows into calls
     that accumulate, gives the same bits (one fma chain per element); j_lo a multiple of
-    ``tn_columns`` keeps the whole blocks in registers."""
+    NN_VECTORS registers' lanes keeps the whole blocks in registers."""
     n = out.shape[0]
     cols = NN_VECTORS * (64 // a.itemsize)
     n_full = n - n % NN_ROWS
@@ -262,9 +262,3 @@ def tiled_matmul_tn(a, b, out, j_lo, j_hi, accumulate):
     for i in range(n):
         for q in range(j, j_hi):
             _tn_edge(a, b, out, i, q, accumulate)
-
-
-@njit(**INLINE)
-def tn_columns(dtype_size):
-    """The column width of tiled_matmul_tn's register blocks for elements of that size."""
-    return NN_VECTORS * (64 // dtype_size)
