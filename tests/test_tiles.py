@@ -2,15 +2,17 @@
 
 Edge rows and columns (shapes that are not multiples of a tile), accumulation into
 ``out``, an empty sum, and the property the recurrent kernels rely on: an element's
-bits depend only on its row and column, not on how the rows (or, for the transposed
-product, the columns) are split between calls.
+bits depend only on its row and column, not on how the rows are split between calls
+or the transposed product's sum between steps; and no write outside ``out``.
 """
 import numpy as np
 import pytest
 
-from nnumba.backends.cpu._tiles import NN_VECTORS, tiled_matmul, tiled_matmul_nt, tiled_matmul_tn
+from nnumba.backends.cpu._tiles import (tiled_matmul, tiled_matmul_nt, tiled_matmul_tn,
+                                        tiled_matmul_tn_steps)
 
-SHAPES = [(1, 1, 1), (3, 5, 7), (4, 16, 64), (9, 33, 70), (13, 130, 21), (32, 128, 512)]
+SHAPES = [(1, 1, 1), (3, 5, 7), (4, 16, 64), (9, 33, 70), (13, 130, 21), (15, 100, 400),
+          (32, 128, 512)]
 TOLERANCE = {np.float32: 2e-5, np.float64: 1e-13}
 
 
@@ -40,17 +42,17 @@ def test_products_match_numpy(dtype, n, k, m):
         assert_close(out, exact + c, dtype, k)
     at = np.ascontiguousarray(a.T)  # (k, n): out = at^T @ b
     out = np.full((n, m), np.nan, dtype)
-    tiled_matmul_tn(at, b, out, 0, m, False)
+    tiled_matmul_tn(at, b, out, False)
     assert_close(out, exact, dtype, k)
     out = c.copy()
-    tiled_matmul_tn(at, b, out, 0, m, True)
+    tiled_matmul_tn(at, b, out, True)
     assert_close(out, exact + c, dtype, k)
     cut = k // 2  # rows 0..cut-1, then the rest added: the same fma chain, the same bits
     parts = np.full((n, m), np.nan, dtype)
-    tiled_matmul_tn(np.ascontiguousarray(at[:cut]), np.ascontiguousarray(b[:cut]), parts, 0, m, False)
-    tiled_matmul_tn(np.ascontiguousarray(at[cut:]), np.ascontiguousarray(b[cut:]), parts, 0, m, True)
+    tiled_matmul_tn(np.ascontiguousarray(at[:cut]), np.ascontiguousarray(b[:cut]), parts, False)
+    tiled_matmul_tn(np.ascontiguousarray(at[cut:]), np.ascontiguousarray(b[cut:]), parts, True)
     whole = np.empty_like(parts)
-    tiled_matmul_tn(at, b, whole, 0, m, False)
+    tiled_matmul_tn(at, b, whole, False)
     assert np.array_equal(parts, whole)
 
 
@@ -67,31 +69,52 @@ def test_an_element_does_not_depend_on_the_split(dtype):
             product(a[:cut], right, parts[:cut], False)
             product(a[cut:], right, parts[cut:], False)
             assert np.array_equal(parts, whole), (product.__name__, cut)
-    at = np.ascontiguousarray(a.T)
-    whole = np.empty((n, m), dtype)
-    tiled_matmul_tn(at, b, whole, 0, m, False)
-    width = NN_VECTORS * 64 // np.dtype(dtype).itemsize  # one register block of columns
-    for cut in (3, width, 2 * width):
-        parts = np.full((n, m), np.nan, dtype)
-        tiled_matmul_tn(at, b, parts, 0, min(cut, m), False)
-        tiled_matmul_tn(at, b, parts, min(cut, m), m, False)
-        assert np.array_equal(parts, whole), cut
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows,stride,steps", [(16, 32, 5), (5, 9, 4), (3, 3, 1), (4, 7, 0)])
+def test_the_stepped_transposed_product_is_the_per_step_sum(dtype, rows, stride, steps):
+    """Blocks of ``rows`` rows every ``stride`` rows (a batch block in a time-major cache):
+    the same bits as one accumulating call per step."""
+    n, m = 37, 70
+    rng = np.random.default_rng(3)
+    total = max(steps - 1, 0) * stride + rows
+    a, b = rng.standard_normal((total, n)).astype(dtype), rng.standard_normal((total, m)).astype(dtype)
+    out = np.full((n, m), np.nan, dtype)
+    tiled_matmul_tn_steps(a, b, out, rows, stride, steps, False)
+    per_step = np.zeros((n, m), dtype)
+    for s in range(steps):
+        tiled_matmul_tn(a[s * stride:s * stride + rows], b[s * stride:s * stride + rows], per_step,
+                        s > 0)
+    assert np.array_equal(out, per_step)
+    exact = sum((a[s * stride:s * stride + rows].T.astype(np.float64)
+                 @ b[s * stride:s * stride + rows] for s in range(steps)), np.zeros((n, m)))
+    assert_close(out, exact, dtype, rows * steps)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_an_empty_sum_writes_zeros(dtype):
     out = np.full((5, 9), np.nan, dtype)
-    tiled_matmul_tn(np.zeros((0, 5), dtype), np.zeros((0, 9), dtype), out, 0, 9, False)
+    tiled_matmul_tn(np.zeros((0, 5), dtype), np.zeros((0, 9), dtype), out, False)
     assert np.array_equal(out, np.zeros((5, 9), dtype))
     out = np.full((5, 9), np.nan, dtype)
     tiled_matmul(np.zeros((5, 0), dtype), np.zeros((0, 9), dtype), out, False)
     assert np.array_equal(out, np.zeros((5, 9), dtype))
 
 
-def test_the_columns_outside_the_range_are_not_touched():
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_nothing_around_out_is_written(dtype):
+    """The last, partial register of each row is a masked store: an out inside a larger
+    buffer keeps the values before and after it."""
     rng = np.random.default_rng(2)
-    a, b = rng.standard_normal((6, 7)).astype(np.float32), rng.standard_normal((6, 40)).astype(np.float32)
-    out = np.full((7, 40), -1.0, np.float32)
-    tiled_matmul_tn(a, b, out, 5, 23, False)
-    assert np.all(out[:, :5] == -1) and np.all(out[:, 23:] == -1)
-    assert_close(out[:, 5:23], (a.T.astype(np.float64) @ b)[:, 5:23], np.float32, 6)
+    n, k, m = 7, 6, 40
+    a, b = rng.standard_normal((n, k)).astype(dtype), rng.standard_normal((k, m)).astype(dtype)
+    exact = a.astype(np.float64) @ b
+    buf = np.full(n * m + 64, -7.0, dtype)
+    out = buf[16:16 + n * m].reshape(n, m)
+    for product, left, right in ((tiled_matmul, a, b), (tiled_matmul_tn, np.ascontiguousarray(a.T), b),
+                                 (tiled_matmul_nt, a, np.ascontiguousarray(b.T))):
+        buf[:] = -7.0
+        product(left, right, out, False)
+        assert np.all(buf[:16] == -7) and np.all(buf[16 + n * m:] == -7), product.__name__
+        assert_close(out, exact, dtype, k)

@@ -76,43 +76,73 @@ def _is_c_matrix(*arrays):
         len({x.dtype for x in arrays}) == 1
 
 
-def _nn_block(rows, vectors, scalar, transposed):
+def _masked(builder, vec, name):
+    """llvm.masked.load / llvm.masked.store for ``vec``: only the lanes whose mask bit is
+    set are read or written (the last, partial register of a row)."""
+    ptr, mask = vec.as_pointer(), ir.VectorType(ir.IntType(1), vec.count)
+    suffix = f"v{vec.count}{'f32' if isinstance(vec.element, ir.FloatType) else 'f64'}.p0"
+    if name == "load":
+        signature = ir.FunctionType(vec, [ptr, ir.IntType(32), mask, vec])
+    else:
+        signature = ir.FunctionType(ir.VoidType(), [vec, ptr, ir.IntType(32), mask])
+    return cgutils.get_or_insert_function(builder.module, signature, f"llvm.masked.{name}.{suffix}")
+
+
+def _nn_block(rows, vectors, masked, transposed):
     """out[i0:i0+rows, j0:j0+vectors*L] (+)= a[i0:i0+rows] @ b[:, j0:j0+vectors*L], L the
-    register's lanes (1 when ``scalar``); with ``transposed``, a^T[i0:i0+rows] (a is (K, n))."""
+    register's lanes; ``masked`` (one register): only its first ``width`` lanes. With
+    ``transposed``, a^T[i0:i0+rows] (a is (K, n)), over the rows k = s stride + q of a
+    and b, s < steps, q < k_rows (a sum over several steps' blocks of rows)."""
 
-    @intrinsic
-    def block(typingctx, a, b, out, i0, j0, accumulate):
-        if not _is_c_matrix(a, b, out):
-            return None
+    def codegen(context, builder, sig, args):
+        ((pa, na), (pb, nb), (po, no)), elt, i64 = _operands(context, builder, sig, args)
+        i0_, j0_, acc_flag, width = args[3], args[4], args[5], args[6]
+        k_rows, stride, steps = args[7:10] if transposed else (na, ir.Constant(i64, 0),
+                                                               ir.Constant(i64, 1))
+        lanes = _lanes(sig.args[0].dtype)
+        vec, align = ir.VectorType(elt, lanes), sig.args[0].dtype.bitwidth // 8
+        c = lambda v: ir.Constant(i64, v)  # noqa: E731
+        zero = ir.Constant(vec, None)
+        if masked:
+            splat_w = builder.shuffle_vector(
+                builder.insert_element(ir.Constant(ir.VectorType(i64, lanes), ir.Undefined),
+                                       width, ir.IntType(32)(0)),
+                ir.Constant(ir.VectorType(i64, lanes), ir.Undefined),
+                ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes))
+            mask = builder.icmp_unsigned("<", ir.Constant(ir.VectorType(i64, lanes),
+                                                          list(range(lanes))), splat_w)
+            masked_load, masked_store = _masked(builder, vec, "load"), _masked(builder, vec, "store")
 
-        def codegen(context, builder, sig, args):
-            ((pa, na), (pb, nb), (po, no)), elt, i64 = _operands(context, builder, sig, args)
-            i0_, j0_, acc_flag = args[3], args[4], args[5]
-            if transposed:  # a[k, i]: K is a's rows, b's rows
-                ka = cgutils.unpack_tuple(builder, context.make_array(sig.args[1])(
-                    context, builder, args[1]).shape)[0]
-            else:
-                ka = na
-            lanes = 1 if scalar else _lanes(sig.args[0].dtype)
-            vec, align = ir.VectorType(elt, lanes), sig.args[0].dtype.bitwidth // 8
-            c = lambda v: ir.Constant(i64, v)  # noqa: E731
-            out_index = [[builder.add(builder.mul(builder.add(i0_, c(r)), no),
-                                      builder.add(j0_, c(v * lanes))) for v in range(vectors)]
-                         for r in range(rows)]
-            accs = [[cgutils.alloca_once_value(builder, ir.Constant(vec, None))
-                     for _ in range(vectors)] for _ in range(rows)]
-            with builder.if_then(builder.icmp_unsigned("!=", acc_flag,
-                                                       ir.Constant(acc_flag.type, 0))):
-                for r in range(rows):
-                    for v in range(vectors):
-                        builder.store(_load(builder, vec, po, out_index[r][v], align), accs[r][v])
-            fma, undef = _fma(builder, vec), ir.Constant(vec, ir.Undefined)
-            splat = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
-            with cgutils.for_range(builder, ka) as loop:
-                k = loop.index
+        def load(base, index):
+            if not masked:
+                return _load(builder, vec, base, index, align)
+            ptr = builder.bitcast(builder.gep(base, [index]), vec.as_pointer())
+            return builder.call(masked_load, [ptr, ir.IntType(32)(align), mask, zero])
+
+        def store(value, base, index):
+            if not masked:
+                return _store(builder, value, base, index, align)
+            ptr = builder.bitcast(builder.gep(base, [index]), vec.as_pointer())
+            builder.call(masked_store, [value, ptr, ir.IntType(32)(align), mask])
+
+        out_index = [[builder.add(builder.mul(builder.add(i0_, c(r)), no),
+                                  builder.add(j0_, c(v * lanes))) for v in range(vectors)]
+                     for r in range(rows)]
+        accs = [[cgutils.alloca_once_value(builder, zero) for _ in range(vectors)]
+                for _ in range(rows)]
+        with builder.if_then(builder.icmp_unsigned("!=", acc_flag,
+                                                   ir.Constant(acc_flag.type, 0))):
+            for r in range(rows):
+                for v in range(vectors):
+                    builder.store(load(po, out_index[r][v]), accs[r][v])
+        fma, undef = _fma(builder, vec), ir.Constant(vec, ir.Undefined)
+        splat = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
+        with cgutils.for_range(builder, steps) as step:
+            first = builder.mul(step.index, stride)
+            with cgutils.for_range(builder, k_rows) as loop:
+                k = builder.add(first, loop.index)
                 b_row = builder.add(builder.mul(k, nb), j0_)
-                bv = [_load(builder, vec, pb, builder.add(b_row, c(v * lanes)), align)
-                      for v in range(vectors)]
+                bv = [load(pb, builder.add(b_row, c(v * lanes))) for v in range(vectors)]
                 for r in range(rows):
                     if transposed:
                         index = builder.add(builder.mul(k, na), builder.add(i0_, c(r)))
@@ -124,13 +154,22 @@ def _nn_block(rows, vectors, scalar, transposed):
                     for v in range(vectors):
                         builder.store(builder.call(fma, [x, bv[v], builder.load(accs[r][v])]),
                                       accs[r][v])
-            for r in range(rows):
-                for v in range(vectors):
-                    _store(builder, builder.load(accs[r][v]), po, out_index[r][v], align)
-            return context.get_dummy_value()
+        for r in range(rows):
+            for v in range(vectors):
+                store(builder.load(accs[r][v]), po, out_index[r][v])
+        return context.get_dummy_value()
 
-        return types.void(a, b, out, i0, j0, accumulate), codegen
-
+    if transposed:
+        @intrinsic
+        def block(typingctx, a, b, out, i0, j0, accumulate, width, k_rows, stride, steps):
+            if _is_c_matrix(a, b, out):
+                return types.void(a, b, out, i0, j0, accumulate, width, k_rows, stride,
+                                  steps), codegen
+    else:
+        @intrinsic
+        def block(typingctx, a, b, out, i0, j0, accumulate, width):
+            if _is_c_matrix(a, b, out):
+                return types.void(a, b, out, i0, j0, accumulate, width), codegen
     return block
 
 
@@ -204,8 +243,12 @@ def _nt_block(rows, cols):
     return block
 
 
-_nn_tile, _nn_edge = _nn_block(NN_ROWS, NN_VECTORS, False, False), _nn_block(1, 1, True, False)
-_tn_tile, _tn_edge = _nn_block(NN_ROWS, NN_VECTORS, False, True), _nn_block(1, 1, True, True)
+# per product: whole tiles, the last rows (one row of NN_VECTORS registers), the last columns
+# (NN_ROWS rows of one masked register) and the corner (one row, one masked register)
+_nn_tile, _nn_row = _nn_block(NN_ROWS, NN_VECTORS, False, False), _nn_block(1, NN_VECTORS, False, False)
+_nn_col, _nn_corner = _nn_block(NN_ROWS, 1, True, False), _nn_block(1, 1, True, False)
+_tn_tile, _tn_row = _nn_block(NN_ROWS, NN_VECTORS, False, True), _nn_block(1, NN_VECTORS, False, True)
+_tn_col, _tn_corner = _nn_block(NN_ROWS, 1, True, True), _nn_block(1, 1, True, True)
 _nt_tile, _nt_edge = _nt_block(NT_ROWS, NT_COLS), _nt_block(1, 1)
 
 
@@ -213,17 +256,20 @@ _nt_tile, _nt_edge = _nt_block(NT_ROWS, NT_COLS), _nt_block(1, 1)
 def tiled_matmul(a, b, out, accumulate):
     """out = a @ b, or out += a @ b with ``accumulate``; a (n, K), b (K, m), out (n, m)."""
     n, m = out.shape
-    cols = NN_VECTORS * (64 // a.itemsize)
+    lanes = 64 // a.itemsize
+    cols = NN_VECTORS * lanes
     n_full, m_full = n - n % NN_ROWS, m - m % cols
     for j0 in range(0, m_full, cols):      # a column block of b stays in L1 over all rows
         for i0 in range(0, n_full, NN_ROWS):
-            _nn_tile(a, b, out, i0, j0, accumulate)
+            _nn_tile(a, b, out, i0, j0, accumulate, lanes)
         for i in range(n_full, n):
-            for j in range(j0, j0 + cols):
-                _nn_edge(a, b, out, i, j, accumulate)
-    for i in range(n):
-        for j in range(m_full, m):
-            _nn_edge(a, b, out, i, j, accumulate)
+            _nn_row(a, b, out, i, j0, accumulate, lanes)
+    for j0 in range(m_full, m, lanes):
+        width = min(lanes, m - j0)
+        for i0 in range(0, n_full, NN_ROWS):
+            _nn_col(a, b, out, i0, j0, accumulate, width)
+        for i in range(n_full, n):
+            _nn_corner(a, b, out, i, j0, accumulate, width)
 
 
 @njit(**KERNEL)
@@ -243,22 +289,31 @@ def tiled_matmul_nt(a, b, out, accumulate):
 
 
 @njit(**KERNEL)
-def tiled_matmul_tn(a, b, out, j_lo, j_hi, accumulate):
-    """out[:, j_lo:j_hi] = (a^T @ b)[:, j_lo:j_hi], or += with ``accumulate``; a (K, n),
-    b (K, m), out (n, m); K may be 0. Any split of the columns, or of the K rows into calls
-    that accumulate, gives the same bits (one fma chain per element); j_lo a multiple of
-    NN_VECTORS registers' lanes keeps the whole blocks in registers."""
-    n = out.shape[0]
-    cols = NN_VECTORS * (64 // a.itemsize)
-    n_full = n - n % NN_ROWS
-    j = j_lo
-    while j + cols <= j_hi:
+def tiled_matmul_tn(a, b, out, accumulate):
+    """out = a^T @ b, or out += a^T @ b with ``accumulate``; a (K, n), b (K, m), out (n, m);
+    K may be 0."""
+    tiled_matmul_tn_steps(a, b, out, a.shape[0], 0, 1, accumulate)
+
+
+@njit(**KERNEL)
+def tiled_matmul_tn_steps(a, b, out, rows, stride, steps, accumulate):
+    """out (+)= sum over s < steps of a[s stride : s stride + rows]^T @ b[s stride : s stride
+    + rows]: the blocks of ``rows`` rows that start every ``stride`` rows (one batch block's
+    rows in a time-major cache), in order, held in registers throughout; a (>= (steps - 1)
+    stride + rows, n), b (the same rows, m), out (n, m). The same bits as one accumulating
+    call per step (one fma chain per element, k in order)."""
+    n, m = out.shape
+    lanes = 64 // a.itemsize
+    cols = NN_VECTORS * lanes
+    n_full, m_full = n - n % NN_ROWS, m - m % cols
+    for j0 in range(0, m_full, cols):
         for i0 in range(0, n_full, NN_ROWS):
-            _tn_tile(a, b, out, i0, j, accumulate)
+            _tn_tile(a, b, out, i0, j0, accumulate, lanes, rows, stride, steps)
         for i in range(n_full, n):
-            for q in range(j, j + cols):
-                _tn_edge(a, b, out, i, q, accumulate)
-        j += cols
-    for i in range(n):
-        for q in range(j, j_hi):
-            _tn_edge(a, b, out, i, q, accumulate)
+            _tn_row(a, b, out, i, j0, accumulate, lanes, rows, stride, steps)
+    for j0 in range(m_full, m, lanes):
+        width = min(lanes, m - j0)
+        for i0 in range(0, n_full, NN_ROWS):
+            _tn_col(a, b, out, i0, j0, accumulate, width, rows, stride, steps)
+        for i in range(n_full, n):
+            _tn_corner(a, b, out, i, j0, accumulate, width, rows, stride, steps)
