@@ -12,24 +12,34 @@ accumulate into ``out`` directly, and keep a tile of the result in registers:
   registers of ``out`` (16 float32 or 8 float64 lanes each) accumulates, for
   k = 0, 1, ..., K - 1 in that order, a[i, k] b[k, j] with one fused multiply-add
   per element: out[i, j] = fma(a[i, K-1], b[K-1, j], ... fma(a[i, 0], b[0, j], s))
-  with s = 0, or out[i, j] when accumulating.
+  with s = 0, or out[i, j] when accumulating. ``tiled_matmul_tn`` is the same for
+  a^T @ b, and ``tiled_matmul_tn_steps`` sums a^T @ b over blocks of rows that recur
+  every ``stride`` rows (a batch block's rows in a time-major cache: the LSTM's
+  weight gradients, all steps in one pass with the tile in registers throughout).
 - ``tiled_matmul_nt``, out (+)= a @ b^T: a tile of ``NT_ROWS`` x ``NT_COLS``
   elements of ``out``, each a register of partial sums over k = l, l + L, l + 2L,
   ... (L lanes, fused multiply-adds), summed over its lanes by halves (lanes l and
   l + L/2, then l and l + L/4, ...), then the K mod L last terms one fma each,
   then added to out[i, j] when accumulating.
 
-Each element's arithmetic is fixed by its row and column alone: the edge rows and
-columns that do not fill a tile run the same sums one element at a time, so the
-bits do not depend on where a row falls, and a caller may split the rows across
-threads at any boundary and get the same result. Written as LLVM vector IR
-(``@intrinsic``) because Numba cannot say "keep these 16 registers": a loop that
-adds into ``out`` in memory stores and reloads it at every k (the operands might
-alias it), while these accumulators are function-local and live in registers.
-Measured, float32, one thread, (32 x 128) @ (128 x 512): 34 us (115 GFLOP/s, more
-than OpenBLAS's 100 GFLOP/s on a 2048^3 product on that core); BLAS took 33 us on
-two threads and 54 us on one. All arrays are 2-D and C-contiguous (borrowed views
-work); nothing is checked, the callers own the shapes.
+Each element's arithmetic is fixed by its row and column alone. The rows and
+columns that do not fill a tile run the same sums in one row of registers, whose
+last register is masked to the columns that exist (``llvm.masked.load`` and
+``store``: nothing outside ``out`` or the operands is touched); the dot form's
+edges run one element at a time. So the bits do not depend on where a row falls,
+and a caller may split the rows across threads at any boundary and get the same
+result. Written as LLVM vector IR (``@intrinsic``) because Numba cannot say "keep
+these 16 registers": a loop that adds into ``out`` in memory stores and reloads it
+at every k (the operands might alias it), while these accumulators are
+function-local and live in registers.
+
+Measured, float32, one thread: (32 x 128) @ (128 x 512) in 34 us (115 GFLOP/s,
+the core's peak: a loop of 16 independent 512-bit fmas reaches 112-115 here, and
+OpenBLAS 90-100 on a 2048^3 product); BLAS took 33 us on two threads and 54 us on
+one. (16 x 100) @ (100 x 400), whose last 16 columns are one masked register, 99
+GFLOP/s, and 15 rows of the first shape 95 (both 4-47 when the edges were one
+element at a time). All arrays are 2-D and C-contiguous (borrowed views work);
+nothing is checked, the callers own the shapes.
 """
 from llvmlite import ir
 from numba import njit, types
@@ -90,7 +100,7 @@ def _masked(builder, vec, name):
 
 def _nn_block(rows, vectors, masked, transposed):
     """out[i0:i0+rows, j0:j0+vectors*L] (+)= a[i0:i0+rows] @ b[:, j0:j0+vectors*L], L the
-    register's lanes; ``masked`` (one register): only its first ``width`` lanes. With
+    register's lanes; ``masked``: only the first ``width`` of those columns. With
     ``transposed``, a^T[i0:i0+rows] (a is (K, n)), over the rows k = s stride + q of a
     and b, s < steps, q < k_rows (a sum over several steps' blocks of rows)."""
 
@@ -103,27 +113,28 @@ def _nn_block(rows, vectors, masked, transposed):
         vec, align = ir.VectorType(elt, lanes), sig.args[0].dtype.bitwidth // 8
         c = lambda v: ir.Constant(i64, v)  # noqa: E731
         zero = ir.Constant(vec, None)
-        if masked:
+        if masked:  # register v's lanes j0 + v L + l, l < L, exist where v L + l < width
+            vi64 = ir.VectorType(i64, lanes)
             splat_w = builder.shuffle_vector(
-                builder.insert_element(ir.Constant(ir.VectorType(i64, lanes), ir.Undefined),
-                                       width, ir.IntType(32)(0)),
-                ir.Constant(ir.VectorType(i64, lanes), ir.Undefined),
+                builder.insert_element(ir.Constant(vi64, ir.Undefined), width, ir.IntType(32)(0)),
+                ir.Constant(vi64, ir.Undefined),
                 ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes))
-            mask = builder.icmp_unsigned("<", ir.Constant(ir.VectorType(i64, lanes),
-                                                          list(range(lanes))), splat_w)
+            masks = [builder.icmp_unsigned("<", ir.Constant(vi64, list(range(v * lanes,
+                                                                                (v + 1) * lanes))),
+                                           splat_w) for v in range(vectors)]
             masked_load, masked_store = _masked(builder, vec, "load"), _masked(builder, vec, "store")
 
-        def load(base, index):
+        def load(base, index, v):
             if not masked:
                 return _load(builder, vec, base, index, align)
             ptr = builder.bitcast(builder.gep(base, [index]), vec.as_pointer())
-            return builder.call(masked_load, [ptr, ir.IntType(32)(align), mask, zero])
+            return builder.call(masked_load, [ptr, ir.IntType(32)(align), masks[v], zero])
 
-        def store(value, base, index):
+        def store(value, base, index, v):
             if not masked:
                 return _store(builder, value, base, index, align)
             ptr = builder.bitcast(builder.gep(base, [index]), vec.as_pointer())
-            builder.call(masked_store, [value, ptr, ir.IntType(32)(align), mask])
+            builder.call(masked_store, [value, ptr, ir.IntType(32)(align), masks[v]])
 
         out_index = [[builder.add(builder.mul(builder.add(i0_, c(r)), no),
                                   builder.add(j0_, c(v * lanes))) for v in range(vectors)]
@@ -134,7 +145,7 @@ def _nn_block(rows, vectors, masked, transposed):
                                                    ir.Constant(acc_flag.type, 0))):
             for r in range(rows):
                 for v in range(vectors):
-                    builder.store(load(po, out_index[r][v]), accs[r][v])
+                    builder.store(load(po, out_index[r][v], v), accs[r][v])
         fma, undef = _fma(builder, vec), ir.Constant(vec, ir.Undefined)
         splat = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
         with cgutils.for_range(builder, steps) as step:
@@ -142,7 +153,7 @@ def _nn_block(rows, vectors, masked, transposed):
             with cgutils.for_range(builder, k_rows) as loop:
                 k = builder.add(first, loop.index)
                 b_row = builder.add(builder.mul(k, nb), j0_)
-                bv = [load(pb, builder.add(b_row, c(v * lanes))) for v in range(vectors)]
+                bv = [load(pb, builder.add(b_row, c(v * lanes)), v) for v in range(vectors)]
                 for r in range(rows):
                     if transposed:
                         index = builder.add(builder.mul(k, na), builder.add(i0_, c(r)))
@@ -156,7 +167,7 @@ def _nn_block(rows, vectors, masked, transposed):
                                       accs[r][v])
         for r in range(rows):
             for v in range(vectors):
-                store(builder.load(accs[r][v]), po, out_index[r][v])
+                store(builder.load(accs[r][v]), po, out_index[r][v], v)
         return context.get_dummy_value()
 
     if transposed:
@@ -243,12 +254,12 @@ def _nt_block(rows, cols):
     return block
 
 
-# per product: whole tiles, the last rows (one row of NN_VECTORS registers), the last columns
-# (NN_ROWS rows of one masked register) and the corner (one row, one masked register)
-_nn_tile, _nn_row = _nn_block(NN_ROWS, NN_VECTORS, False, False), _nn_block(1, NN_VECTORS, False, False)
-_nn_col, _nn_corner = _nn_block(NN_ROWS, 1, True, False), _nn_block(1, 1, True, False)
-_tn_tile, _tn_row = _nn_block(NN_ROWS, NN_VECTORS, False, True), _nn_block(1, NN_VECTORS, False, True)
-_tn_col, _tn_corner = _nn_block(NN_ROWS, 1, True, True), _nn_block(1, 1, True, True)
+# per product: whole tiles, and one row of NN_VECTORS registers masked to its first ``width``
+# columns for the rest (two kinds of block: each kind adds to the compile of every caller)
+_nn_tile, _nn_edge = (_nn_block(NN_ROWS, NN_VECTORS, False, False),
+                      _nn_block(1, NN_VECTORS, True, False))
+_tn_tile, _tn_edge = (_nn_block(NN_ROWS, NN_VECTORS, False, True),
+                      _nn_block(1, NN_VECTORS, True, True))
 _nt_tile, _nt_edge = _nt_block(NT_ROWS, NT_COLS), _nt_block(1, 1)
 
 
@@ -262,14 +273,12 @@ def tiled_matmul(a, b, out, accumulate):
     for j0 in range(0, m_full, cols):      # a column block of b stays in L1 over all rows
         for i0 in range(0, n_full, NN_ROWS):
             _nn_tile(a, b, out, i0, j0, accumulate, lanes)
-        for i in range(n_full, n):
-            _nn_row(a, b, out, i, j0, accumulate, lanes)
-    for j0 in range(m_full, m, lanes):
-        width = min(lanes, m - j0)
-        for i0 in range(0, n_full, NN_ROWS):
-            _nn_col(a, b, out, i0, j0, accumulate, width)
-        for i in range(n_full, n):
-            _nn_corner(a, b, out, i, j0, accumulate, width)
+    for i in range(n_full, n):             # the last rows, a row of a block at a time
+        for j0 in range(0, m_full, cols):
+            _nn_edge(a, b, out, i, j0, accumulate, cols)
+    if m_full < m:                         # the last columns, masked
+        for i in range(n):
+            _nn_edge(a, b, out, i, m_full, accumulate, m - m_full)
 
 
 @njit(**KERNEL)
@@ -309,11 +318,9 @@ def tiled_matmul_tn_steps(a, b, out, rows, stride, steps, accumulate):
     for j0 in range(0, m_full, cols):
         for i0 in range(0, n_full, NN_ROWS):
             _tn_tile(a, b, out, i0, j0, accumulate, lanes, rows, stride, steps)
-        for i in range(n_full, n):
-            _tn_row(a, b, out, i, j0, accumulate, lanes, rows, stride, steps)
-    for j0 in range(m_full, m, lanes):
-        width = min(lanes, m - j0)
-        for i0 in range(0, n_full, NN_ROWS):
-            _tn_col(a, b, out, i0, j0, accumulate, width, rows, stride, steps)
-        for i in range(n_full, n):
-            _tn_corner(a, b, out, i, j0, accumulate, width, rows, stride, steps)
+    for i in range(n_full, n):
+        for j0 in range(0, m_full, cols):
+            _tn_edge(a, b, out, i, j0, accumulate, cols, rows, stride, steps)
+    if m_full < m:
+        for i in range(n):
+            _tn_edge(a, b, out, i, m_full, accumulate, m - m_full, rows, stride, steps)
