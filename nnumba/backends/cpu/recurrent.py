@@ -10,15 +10,19 @@ the interpreter and the diagnostics find dhidden where the reference puts it.
 
 **Products.** The LSTM's are ``_tiles``' register-tiled kernels, on the threads:
 per block of rows (``row_blocks``, a ``prange``), per step, x_s W_ih straight into
-the gate rows, then h_{s-1} W_hh added in place (forward); dgates_s W_hh^T and
-dgates_s W_ih^T (backward); then, on the same thread, the block's share of dW_ih,
-dW_hh and the bias gradients (``_block_weight_gradients``: from data that thread
-wrote, which a split by columns would fetch from the other core's cache: measured,
-that made the weight gradients 1 ms slower per iteration), the shares of the
-blocks after the first in the scratch's room for them, added in block order.
-Measured on LSTM(32, 128), 50 steps, batch 32, float32, 2 threads: forward and
-backward 4.7 ms per iteration, against 12.5 ms with BLAS, whose packing and
-zeroing of every per-step product took a third of its time. SimpleRNN and
+the gate rows, then h_{s-1} W_hh added in place (forward); dgates_s W_hh^T, as a
+plain product on a copy of W_hh^T made once per call (``_transposed``: the dot
+form's sums over the lanes cost 10%), and dgates_s W_ih^T (backward); then, on the
+same thread, the block's share of dW_ih, dW_hh and the bias gradients
+(``_block_weight_gradients``: all steps in one pass per weight matrix, from data
+that thread wrote, which a split by columns would fetch from the other core's
+cache: measured, that made the weight gradients 1 ms slower per iteration), the
+shares of the blocks after the first in the scratch's room for them, added in
+block order. Measured on LSTM(32, 128), 50 steps, batch 32, float32, 64
+iterations: forward and backward 273 ms on 2 threads (4.3 ms per iteration;
+12.5 ms with BLAS, whose packing and zeroing of every per-step product took a
+third of its time), 580-620 ms on one thread (670-720 ms with a per-step weight
+gradient and the dot form). SimpleRNN and
 GRU go through ``_matmul`` (loops for small products, BLAS for large): the input
 projections of all steps as ONE product, xs (T n, F) @ W_ih, into the block the
 gates then overwrite; per step h_{s-1} @ W_hh (forward) and dgh_s @ W_hh^T
