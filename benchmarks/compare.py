@@ -1,7 +1,7 @@
 """nnumba against NumPy, PyTorch and JAX on this machine, in one run, as Markdown tables.
 
     python benchmarks/compare.py [--quick] [--repeats N] [--no-torch] [--no-jax]
-                                 [--sections training,cnn,rnn,adam,compile] [--against PATH]
+                                 [--sections training,cnn,rnn,fight,adam,compile] [--against PATH]
 
 Sections (each time is the median of N runs after one untimed warm-up run;
 the implementations take turns run by run, so that a change in the machine's
@@ -69,6 +69,10 @@ load hits them alike):
    input projections of all steps as one product, torch's gate equations) and
    nnumba cpu; 3N runs of each epoch (the GRU's is short; the LSTM's time moves by 20-40%
    from run to run on a 2-core virtual machine, as PyTorch's does).
+``fight``: the CIFAR-shaped batch-32 epoch of nnumba cpu and of JAX in one
+   process (as a notebook comparing them runs), each library's epochs back to
+   back, then alternating with no wait, so that each starts while the threads the
+   other left may still spin; the slowdown of each.
 4. ``adam``: one Adam step over 10M float32 parameters: textbook NumPy (with
    temporaries), torch.optim.Adam(fused=True) (foreach where fused is refused),
    nnumba's cpu ``adam_step`` kernel; all from the same w, g for the same steps;
@@ -175,7 +179,7 @@ COMPILE_WORKLOADS = [
     ("MNIST-1D CNN, batch 100, Adam", "cnn", "float64"),
 ]
 
-SECTIONS = ("training", "cnn", "rnn", "adam", "compile")
+SECTIONS = ("training", "cnn", "rnn", "fight", "adam", "compile")
 
 # The recurrent networks of the rnn section: label, the recurrent layer (cell, in_features,
 # units, return_sequences, bidirectional), steps, the width Dense reads, batch size,
@@ -297,9 +301,10 @@ class NnumbaEpoch:
         net = build_net(*self.args)
         net.fit(X[:warm], y[:warm], epochs=1, batch_size=batch, shuffle=False)
 
-    def run(self, with_loss):
+    def run(self, with_loss, wait=True):
         net = build_net(*self.args)
-        settle()
+        if wait:
+            settle()
         start = time.perf_counter()
         net.fit(self.X, self.y, epochs=1, batch_size=self.batch, shuffle=False)
         seconds = time.perf_counter() - start
@@ -678,7 +683,11 @@ def torch_worker_main():
 
 
 def jax_worker_main():
-    """Serve JAX measurements of the MNIST-1D CNN epoch (``common.jax_cnn``), NWC layout,
+    serve(*jax_service())
+
+
+def jax_service():
+    """The handlers and hello of the JAX worker: JAX measurements of the MNIST-1D CNN epoch (``common.jax_cnn``), NWC layout,
     in the parent's batch order from nnumba's initial weights, two ways: "scan", one
     jax.jit of a lax.scan over the epoch's batches; "step", one jitted Adam step called
     from a Python loop over the batches (the usual JAX training loop; on XLA:CPU a
@@ -769,7 +778,8 @@ def jax_worker_main():
         jax = mod["jax"]
         params = jax.block_until_ready(fresh_params())
         variant = req.get("variant", "scan")
-        settle()
+        if req.get("settle", True):
+            settle()
         start = time.perf_counter()
         if variant == "scan":
             params = state["scan"](params, *state["scan_args"])
@@ -780,12 +790,16 @@ def jax_worker_main():
         final = float(state["loss"](params, state["X"], state["y"])) if req["with_loss"] else None
         return {"seconds": seconds, "loss": final}
 
-    serve({"epoch_setup": epoch_setup, "epoch_run": epoch_run}, hello)
+    return {"epoch_setup": epoch_setup, "epoch_run": epoch_run}, hello
 
 
 def nnumba_worker_main():
-    """Serve nnumba cpu epochs (NnumbaEpoch) from whichever nnumba this process imports
-    (PYTHONPATH decides: --against)."""
+    serve(*nnumba_service())
+
+
+def nnumba_service():
+    """The handlers and hello of the nnumba worker: nnumba cpu epochs (NnumbaEpoch) from
+    whichever nnumba this process imports (PYTHONPATH decides: --against)."""
     state = {}
 
     def hello():
@@ -806,13 +820,23 @@ def nnumba_worker_main():
         return {"checksum": checksum(X, y)}
 
     def epoch_run(req):
-        seconds, loss = state["impl"].run(req["with_loss"])
+        seconds, loss = state["impl"].run(req["with_loss"], req.get("settle", True))
         return {"seconds": seconds, "loss": loss}
 
-    serve({"epoch_setup": epoch_setup, "epoch_run": epoch_run}, hello)
+    return {"epoch_setup": epoch_setup, "epoch_run": epoch_run}, hello
 
 
-WORKERS = {"torch": torch_worker_main, "jax": jax_worker_main, "nnumba": nnumba_worker_main}
+def shared_worker_main():
+    """JAX and nnumba in one process (the ``fight`` section): the JAX worker's requests,
+    and the nnumba worker's as "nnumba_setup" and "nnumba_run"."""
+    (jax_handlers, jax_hello), (nn_handlers, nn_hello) = jax_service(), nnumba_service()
+    serve({**jax_handlers, "nnumba_setup": nn_handlers["epoch_setup"],
+           "nnumba_run": nn_handlers["epoch_run"]},
+          lambda: {"jax": jax_hello(), "nnumba": nn_hello()})
+
+
+WORKERS = {"torch": torch_worker_main, "jax": jax_worker_main, "nnumba": nnumba_worker_main,
+           "shared": shared_worker_main}
 
 
 class Worker:
@@ -1189,6 +1213,54 @@ def section_rnn(args, torch_worker, jax_worker, results):
     out()
     out(f"Fastest to slowest of the runs: {'; '.join(spreads)}. When the slowest are many times "
         "the fastest, other processes took cores during the run: the medians then mean little.")
+    out()
+
+
+def section_fight(args, results):
+    """The CIFAR-shaped batch-32 epoch of nnumba and of JAX in ONE process (a notebook that
+    compares libraries), each timed after its own epoch and right after the other's."""
+    label, model, optimizer, batch, n_full, n_quick = next(w for w in WORKLOADS if w[0] == CIFAR_B32)
+    n = n_quick if args.quick else n_full
+    out("## Two thread pools in one process")
+    out()
+    out(f"{label}, {n} samples, nnumba cpu and JAX (the training section's scan) in one worker "
+        f"process: XLA's thread pool and the BLAS threads nnumba's products run on share its 2 "
+        f"cores. Median of {args.repeats}: each library's epochs back to back (after the usual "
+        f"{SETTLE:g} s wait), then alternating, each epoch started the moment the other's ended "
+        "(no wait: whatever threads the other left spinning are still there).")
+    out()
+    worker = start_worker("shared", not args.no_jax)
+    if worker is None:
+        return
+    try:
+        X, y = workload_data(model, n)
+        worker.setup_epoch(X, y, model=model, optimizer=optimizer, batch=batch, n=n)
+        worker.ask("nnumba_setup", model=model, optimizer=optimizer, batch=batch, n=n, warm=n)
+
+        def epoch(who, wait):
+            cmd = "nnumba_run" if who == "cpu" else "epoch_run"
+            return worker.ask(cmd, with_loss=False, settle=wait)["seconds"]
+
+        epoch("cpu", True), epoch("jax", True)  # warm-ups
+        alone = {who: [epoch(who, True) for _ in range(args.repeats)] for who in ("cpu", "jax")}
+        after = {"cpu": [], "jax": []}
+        for _ in range(args.repeats):
+            after["jax"].append(epoch("jax", False))
+            after["cpu"].append(epoch("cpu", False))
+    finally:
+        worker.close()
+    fight = {when: {who: median(times) for who, times in got.items()}
+             for when, got in (("alone", alone), ("after", after))}
+    results["fight"] = fight
+    out("| in one process | JAX | nnumba cpu | cpu vs JAX |")
+    out("|---|---:|---:|---:|")
+    for when, text in (("alone", "each after its own epoch"), ("after", "each right after the other's")):
+        t = fight[when]
+        out(f"| {text} | {fmt_s(t['jax'])} | {fmt_s(t['cpu'])} | {fmt_x(t['jax'] / t['cpu'])} |")
+    out()
+    out(f"Right after the other library's epoch, nnumba's epoch took "
+        f"{fight['after']['cpu'] / fight['alone']['cpu']:.2f} times its time after its own, "
+        f"JAX's {fight['after']['jax'] / fight['alone']['jax']:.2f} times.")
     out()
 
 
@@ -1708,7 +1780,7 @@ def main(argv=None):
 
     started, start_clock = time.perf_counter(), cpu_clock()
     needs_torch = any(x in sections for x in ("training", "cnn", "rnn", "adam"))
-    needs_jax = any(x in sections for x in ("training", "cnn", "rnn"))
+    needs_jax = any(x in sections for x in ("training", "cnn", "rnn", "fight"))
     results = {}
     scratch = tempfile.mkdtemp(prefix="nnumba-compare-")
     torch_worker = jax_worker = None
@@ -1729,6 +1801,8 @@ def main(argv=None):
                 section_cnn(args, torch_worker, jax_worker, results)
             if "rnn" in sections:
                 section_rnn(args, torch_worker, jax_worker, results)
+            if "fight" in sections:
+                section_fight(args, results)
             if "adam" in sections:
                 section_adam(args, torch_worker, results)
         finally:

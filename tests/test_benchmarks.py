@@ -4,6 +4,7 @@ smallest parameters, for the numpy and cpu backends; ``compare.py --quick``;
 ``asv check``. Nothing here asserts a time: benchmarks measure, tests check.
 """
 import importlib
+import importlib.util
 import inspect
 import os
 import subprocess
@@ -160,6 +161,9 @@ def test_compare_quick():
     assert "| LSTM(32, 128), 50 steps, batch 32, Adam | 128 | 1 |" in text
     assert "| MNIST-1D GRU epoch: cpu vs PyTorch >= 5x |" in text
     assert "BLAS kernels (threadpoolctl)" in text
+    assert "## Two thread pools in one process" in text
+    if importlib.util.find_spec("jax") is not None:
+        assert "| each right after the other's |" in text and "nnumba's epoch took" in text
 
 
 def test_asv_check():
