@@ -70,9 +70,10 @@ load hits them alike):
    nnumba cpu; 3N runs of each epoch (the GRU's is short; the LSTM's time moves by 20-40%
    from run to run on a 2-core virtual machine, as PyTorch's does).
 ``fight``: the CIFAR-shaped batch-32 epoch of nnumba cpu and of JAX in one
-   process (as a notebook comparing them runs), each library's epochs back to
-   back, then alternating with no wait, so that each starts while the threads the
-   other left may still spin; the slowdown of each.
+   process (as a notebook comparing them runs), back to back with no wait in
+   rounds of four (nnumba, JAX, JAX, nnumba): each timed right after its own
+   epoch and right after the other's, while the threads that one left may still
+   spin; the slowdown of each.
 4. ``adam``: one Adam step over 10M float32 parameters: textbook NumPy (with
    temporaries), torch.optim.Adam(fused=True) (foreach where fused is refused),
    nnumba's cpu ``adam_step`` kernel; all from the same w, g for the same steps;
@@ -1225,9 +1226,10 @@ def section_fight(args, results):
     out()
     out(f"{label}, {n} samples, nnumba cpu and JAX (the training section's scan) in one worker "
         f"process: XLA's thread pool and the BLAS threads nnumba's products run on share its 2 "
-        f"cores. Median of {args.repeats}: each library's epochs back to back (after the usual "
-        f"{SETTLE:g} s wait), then alternating, each epoch started the moment the other's ended "
-        "(no wait: whatever threads the other left spinning are still there).")
+        f"cores. Epochs back to back with no wait between them, in rounds of four (nnumba, JAX, "
+        f"JAX, nnumba), so that each library is timed as often right after its own epoch as "
+        f"right after the other's, whatever threads that one left spinning; median of "
+        f"{args.repeats} rounds.")
     out()
     worker = start_worker("shared", not args.no_jax)
     if worker is None:
@@ -1237,16 +1239,17 @@ def section_fight(args, results):
         worker.setup_epoch(X, y, model=model, optimizer=optimizer, batch=batch, n=n)
         worker.ask("nnumba_setup", model=model, optimizer=optimizer, batch=batch, n=n, warm=n)
 
-        def epoch(who, wait):
+        def epoch(who):
             cmd = "nnumba_run" if who == "cpu" else "epoch_run"
-            return worker.ask(cmd, with_loss=False, settle=wait)["seconds"]
+            return worker.ask(cmd, with_loss=False, settle=False)["seconds"]
 
-        epoch("cpu", True), epoch("jax", True)  # warm-ups
-        alone = {who: [epoch(who, True) for _ in range(args.repeats)] for who in ("cpu", "jax")}
-        after = {"cpu": [], "jax": []}
+        epoch("jax"), epoch("cpu")  # warm-ups; the first round starts after an nnumba epoch
+        alone, after = {"cpu": [], "jax": []}, {"cpu": [], "jax": []}
         for _ in range(args.repeats):
-            after["jax"].append(epoch("jax", False))
-            after["cpu"].append(epoch("cpu", False))
+            alone["cpu"].append(epoch("cpu"))
+            after["jax"].append(epoch("jax"))
+            alone["jax"].append(epoch("jax"))
+            after["cpu"].append(epoch("cpu"))
     finally:
         worker.close()
     fight = {when: {who: median(times) for who, times in got.items()}

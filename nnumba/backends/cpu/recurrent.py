@@ -554,7 +554,9 @@ def _lstm_backward(w_ih, w_hh_t, cache, dy, scratch, dx, accumulate, dw_ih, dw_h
 def _transposed(w):
     """A new copy of w^T (C order, its first element on a 64-byte boundary): dgates W_hh^T
     as a plain product (``tiled_matmul``, 115 GFLOP/s on one core at (16 x 512) @ (512 x
-    128)) instead of the dot form (``tiled_matmul_nt``, 102: its sums over the lanes)."""
+    128)) instead of the dot form (``tiled_matmul_nt``, 102: its sums over the lanes). The
+    one allocation of a kernel call (256 KB at U = 128): its size is fixed by U, while the
+    scratch is sized per batch row, and a copy per call costs 1-2% of the backward."""
     rows, cols = w.shape
     pad = 64 // w.itemsize
     raw = np.empty(rows * cols + pad, w.dtype)
