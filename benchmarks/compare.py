@@ -1243,7 +1243,8 @@ def section_fight(args, results):
             cmd = "nnumba_run" if who == "cpu" else "epoch_run"
             return worker.ask(cmd, with_loss=False, settle=False)["seconds"]
 
-        epoch("jax"), epoch("cpu")  # warm-ups; the first round starts after an nnumba epoch
+        epoch("jax")  # warm-ups: the first round then starts after an nnumba epoch
+        epoch("cpu")
         alone, after = {"cpu": [], "jax": []}, {"cpu": [], "jax": []}
         for _ in range(args.repeats):
             alone["cpu"].append(epoch("cpu"))

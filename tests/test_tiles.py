@@ -8,12 +8,16 @@ or the transposed product's sum between steps; and no write outside ``out``.
 import numpy as np
 import pytest
 
-from nnumba.backends.cpu._tiles import (tiled_matmul, tiled_matmul_nt, tiled_matmul_tn,
-                                        tiled_matmul_tn_steps)
+from nnumba.backends.cpu._tiles import tiled_matmul, tiled_matmul_nt, tiled_matmul_tn_steps
 
 SHAPES = [(1, 1, 1), (3, 5, 7), (4, 16, 64), (9, 33, 70), (13, 130, 21), (15, 100, 400),
           (32, 128, 512)]
 TOLERANCE = {np.float32: 2e-5, np.float64: 1e-13}
+
+
+def tiled_matmul_tn(a, b, out, accumulate):
+    """out (+)= a^T @ b: the stepped product over one step of all of a's rows."""
+    tiled_matmul_tn_steps(a, b, out, a.shape[0], 0, 1, accumulate)
 
 
 def operands(n, k, m, dtype, seed=0):
@@ -33,20 +37,15 @@ def test_products_match_numpy(dtype, n, k, m):
     a, b, c = operands(n, k, m, dtype)
     exact = a.astype(np.float64) @ b.astype(np.float64)
     bt = np.ascontiguousarray(b.T)
-    for product, right in ((tiled_matmul, b), (tiled_matmul_nt, bt)):
+    at = np.ascontiguousarray(a.T)  # (k, n): out = at^T @ b
+    for product, left, right in ((tiled_matmul, a, b), (tiled_matmul_nt, a, bt),
+                                 (tiled_matmul_tn, at, b)):
         out = np.full((n, m), np.nan, dtype)
-        product(a, right, out, False)
+        product(left, right, out, False)
         assert_close(out, exact, dtype, k)
         out = c.copy()
-        product(a, right, out, True)
+        product(left, right, out, True)
         assert_close(out, exact + c, dtype, k)
-    at = np.ascontiguousarray(a.T)  # (k, n): out = at^T @ b
-    out = np.full((n, m), np.nan, dtype)
-    tiled_matmul_tn(at, b, out, False)
-    assert_close(out, exact, dtype, k)
-    out = c.copy()
-    tiled_matmul_tn(at, b, out, True)
-    assert_close(out, exact + c, dtype, k)
     cut = k // 2  # rows 0..cut-1, then the rest added: the same fma chain, the same bits
     parts = np.full((n, m), np.nan, dtype)
     tiled_matmul_tn(np.ascontiguousarray(at[:cut]), np.ascontiguousarray(b[:cut]), parts, False)

@@ -12,9 +12,8 @@ accumulate into ``out`` directly, and keep a tile of the result in registers:
   registers of ``out`` (16 float32 or 8 float64 lanes each) accumulates, for
   k = 0, 1, ..., K - 1 in that order, a[i, k] b[k, j] with one fused multiply-add
   per element: out[i, j] = fma(a[i, K-1], b[K-1, j], ... fma(a[i, 0], b[0, j], s))
-  with s = 0, or out[i, j] when accumulating. ``tiled_matmul_tn`` is the same for
-  a^T @ b, and ``tiled_matmul_tn_steps`` sums a^T @ b over blocks of rows that recur
-  every ``stride`` rows (a batch block's rows in a time-major cache: the LSTM's
+  with s = 0, or out[i, j] when accumulating. ``tiled_matmul_tn_steps`` is the same
+  for a^T @ b, summed over blocks of rows that recur every ``stride`` rows (a batch block's rows in a time-major cache: the LSTM's
   weight gradients, all steps in one pass with the tile in registers throughout).
 - ``tiled_matmul_nt``, out (+)= a @ b^T: a tile of ``NT_ROWS`` x ``NT_COLS``
   elements of ``out``, each a register of partial sums over k = l, l + L, l + 2L,
@@ -298,19 +297,13 @@ def tiled_matmul_nt(a, b, out, accumulate):
 
 
 @njit(**KERNEL)
-def tiled_matmul_tn(a, b, out, accumulate):
-    """out = a^T @ b, or out += a^T @ b with ``accumulate``; a (K, n), b (K, m), out (n, m);
-    K may be 0."""
-    tiled_matmul_tn_steps(a, b, out, a.shape[0], 0, 1, accumulate)
-
-
-@njit(**KERNEL)
 def tiled_matmul_tn_steps(a, b, out, rows, stride, steps, accumulate):
     """out (+)= sum over s < steps of a[s stride : s stride + rows]^T @ b[s stride : s stride
     + rows]: the blocks of ``rows`` rows that start every ``stride`` rows (one batch block's
     rows in a time-major cache), in order, held in registers throughout; a (>= (steps - 1)
-    stride + rows, n), b (the same rows, m), out (n, m). The same bits as one accumulating
-    call per step (one fma chain per element, k in order)."""
+    stride + rows, n), b (the same rows, m), out (n, m); steps = 1, stride 0 is plain a^T
+    @ b (K may be 0). The same bits as one accumulating call per step (one fma chain per
+    element, k in order)."""
     n, m = out.shape
     lanes = 64 // a.itemsize
     cols = NN_VECTORS * lanes

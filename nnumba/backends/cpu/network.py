@@ -4,7 +4,7 @@ Same names, arguments and semantics as ``backends.reference.network`` (the
 plan and workspace layout are described there). ``train_batches`` runs a chunk
 of iterations of an epoch in one compiled call: batching, forward, loss,
 backward, gradient norms, clipping and the optimizer step, with no Python and
-no allocation per iteration (but the LSTM's copy of W_hh^T, ``recurrent._transposed``). The plan carries activation, loss and optimizer
+no allocation per iteration. The plan carries activation, loss and optimizer
 choices as integer codes (``codes``), since names cannot enter jitted code.
 Inside jitted code the views of blocks, weights and biases are borrowed
 (``_views``): no reference counting, which at batch size 1 cost a quarter of a

@@ -11,14 +11,14 @@ the interpreter and the diagnostics find dhidden where the reference puts it.
 **Products.** The LSTM's are ``_tiles``' register-tiled kernels, on the threads:
 per block of rows (``row_blocks``, a ``prange``), per step, x_s W_ih straight into
 the gate rows, then h_{s-1} W_hh added in place (forward); dgates_s W_hh^T, as a
-plain product on a copy of W_hh^T made once per call (``_transposed``: the dot
-form's sums over the lanes cost 10%), and dgates_s W_ih^T (backward); then, on the
+plain product on W_hh^T, which dW_hh's memory holds until the steps are done (the
+dot form's sums over the lanes cost 10%), and dgates_s W_ih^T (backward); then, on the
 same thread, the block's share of dW_ih, dW_hh and the bias gradients
 (``_block_weight_gradients``: all steps in one pass per weight matrix, from data
 that thread wrote, which a split by columns would fetch from the other core's
 cache: measured, that made the weight gradients 1 ms slower per iteration), the
-shares of the blocks after the first in the scratch's room for them, added in
-block order. Measured on LSTM(32, 128), 50 steps, batch 32, float32, 64
+shares of the blocks (when there are several) in the scratch's room for them, added
+in block order. Measured on LSTM(32, 128), 50 steps, batch 32, float32, 64
 iterations: forward and backward 273 ms on 2 threads (4.3 ms per iteration;
 12.5 ms with BLAS, whose packing and zeroing of every per-step product took a
 third of its time), 580-620 ms on one thread (670-720 ms with a per-step weight
@@ -487,7 +487,7 @@ def _simple_rnn_backward(act, w_hh, cache, dy, scratch, n, steps, units, reverse
 @njit(**KERNEL)
 def _lstm_backward(w_ih, w_hh_t, cache, dy, scratch, dx, accumulate, dw_ih, dw_hh, db_ih, db_hh,
                    n, steps, features, units, reverse, sequences, out_offset, out_channels, o_xs,
-                   o_h, o_g, o_e, o_dh, o_dg, o_dc, o_tmp, o_dxs, r0, r1, block):
+                   o_h, o_g, o_e, o_dh, o_dg, o_dc, o_tmp, o_dxs, r0, r1, block, blocks):
     """Rows r0, ..., r1 - 1 of the batch over all the steps (rows are independent): the
     cell's backward, then the block's dgates_s W_hh^T (for step s - 1; w_hh_t is W_hh^T,
     (G U, U)) and dgates_s W_ih^T (into dx, unless it has no rows), by ``_tiles``."""
@@ -540,9 +540,10 @@ def _lstm_backward(w_ih, w_hh_t, cache, dy, scratch, dx, accumulate, dw_ih, dw_h
             tiled_matmul_nt(d_s, w_ih, rows_view(scratch, o_dxs + (s * n + r0) * f_in, m, f_in),
                             False)
             _dx_rows(scratch, o_dxs, dx, accumulate, s, t, n, r0, r1, f_in)
-    # the weight gradients over this block's rows, from data this thread wrote (the first
-    # block's straight into the gradients, the others' into the scratch's room for them)
-    if block == 0:
+    # the weight gradients over this block's rows, from data this thread wrote: straight
+    # into the gradients when it is the only block, else into its slot of the scratch's room
+    # (dW_hh holds W_hh^T until every block's steps are done)
+    if blocks == 1:
         wi, wh, bi, bh = dw_ih, dw_hh, db_ih, db_hh
     else:
         wi, wh, bi, bh = _partials(scratch, o_dxs + n * steps * f_in, block, f_in, u)
@@ -551,31 +552,23 @@ def _lstm_backward(w_ih, w_hh_t, cache, dy, scratch, dx, accumulate, dw_ih, dw_h
 
 
 @njit(**INLINE)
-def _transposed(w):
-    """A new copy of w^T (C order, its first element on a 64-byte boundary): dgates W_hh^T
-    as a plain product (``tiled_matmul``, 115 GFLOP/s on one core at (16 x 512) @ (512 x
-    128)) instead of the dot form (``tiled_matmul_nt``, 102: its sums over the lanes). The
-    one allocation of a kernel call (256 KB at U = 128): its size is fixed by U, while the
-    scratch is sized per batch row, and a copy per call costs 1-2% of the backward."""
+def _transpose_into(w, wt):
+    """wt = w^T, in 16 x 16 blocks (each read and written in cache)."""
     rows, cols = w.shape
-    pad = 64 // w.itemsize
-    raw = np.empty(rows * cols + pad, w.dtype)
-    start = ((-raw.ctypes.data) % 64) // w.itemsize
-    wt = raw[start:start + rows * cols].reshape((cols, rows))
-    for i0 in range(0, rows, 16):  # in 16 x 16 blocks, each read and written in cache
+    for i0 in range(0, rows, 16):
         for j0 in range(0, cols, 16):
             for i in range(i0, min(i0 + 16, rows)):
                 for j in range(j0, min(j0 + 16, cols)):
                     wt[j, i] = w[i, j]
-    return wt
 
 
 @njit(**INLINE)
 def _partials(scratch, o_part, block, features, units):
-    """The (dW_ih, dW_hh, db_ih, db_hh) share of block >= 1 in the scratch's room for them
-    (the reference's ``partial_width``)."""
+    """The (dW_ih, dW_hh, db_ih, db_hh) share of a block in its slot of the scratch's room
+    (the reference's ``partial_width``: (F + U + 2) G U values per 16 rows, so that the
+    n // 16 blocks of n >= 32 rows all fit)."""
     g = 4 * units
-    base = o_part + (block - 1) * (features + units + 2) * g
+    base = o_part + block * (features + units + 2) * g
     return (rows_view(scratch, base, features, g), rows_view(scratch, base + features * g, units, g),
             flat_view(scratch, base + (features + units) * g, g),
             flat_view(scratch, base + (features + units + 1) * g, g))
@@ -628,27 +621,34 @@ def _lstm_forward_blocks(x, w_ih, b_ih, b_hh, w_hh, cache, out, n, steps, featur
 def _lstm_backward_blocks(w_ih, w_hh, cache, dy, scratch, dx, accumulate, dw_ih, dw_hh, db_ih,
                           db_hh, n, steps, features, units, reverse, sequences, out_offset,
                           out_channels):
-    """``_lstm_backward`` over the batch, its blocks of rows shared among the threads; then
-    the other blocks' shares of the weight gradients added to the first's, in block order
-    (one summation order for a given n, whatever the threads)."""
+    """``_lstm_backward`` over the batch, its blocks of rows shared among the threads; with
+    more than one block, their shares of the weight gradients then summed in block order
+    (one summation order for a given n, whatever the threads). Meanwhile dW_hh's memory
+    holds W_hh^T, (G U, U), so that dgates_s W_hh^T is a plain product (``tiled_matmul``:
+    115 GFLOP/s on one core at (16 x 512) @ (512 x 128), against 102 for the dot form's
+    ``tiled_matmul_nt``, which sums over the lanes), with no allocation."""
     o_xs, o_h, o_g, o_e, o_dh, _ = cache_offsets(OP_LSTM, n, steps, features, units)
     o_dg, _, o_dc, o_tmp, o_dxs = scratch_offsets(OP_LSTM, n, steps, features, units)
-    w_hh_t = _transposed(w_hh)
+    w_hh_t = rows_view(dw_hh, 0, 4 * units, units)
+    _transpose_into(w_hh, w_hh_t)
     blocks = row_blocks(n)
     for b in prange(blocks):
         r0, r1 = block_rows(n, blocks, b)
         _lstm_backward(w_ih, w_hh_t, cache, dy, scratch, dx, accumulate, dw_ih, dw_hh, db_ih, db_hh,
                        n, steps, features, units, reverse, sequences, out_offset, out_channels,
-                       o_xs, o_h, o_g, o_e, o_dh, o_dg, o_dc, o_tmp, o_dxs, r0, r1, b)
-    for b in range(1, blocks):
-        wi, wh, bi, bh = _partials(scratch, o_dxs + n * steps * features, b, features, units)
+                       o_xs, o_h, o_g, o_e, o_dh, o_dg, o_dc, o_tmp, o_dxs, r0, r1, b, blocks)
+    if blocks == 1:
+        return
+    o_part = o_dxs + n * steps * features
+    for b in range(blocks):
+        wi, wh, bi, bh = _partials(scratch, o_part, b, features, units)
         for total, part in ((dw_ih, wi), (dw_hh, wh)):
             for i in range(total.shape[0]):
                 for j in range(total.shape[1]):
-                    total[i, j] += part[i, j]
+                    total[i, j] = part[i, j] if b == 0 else total[i, j] + part[i, j]
         for j in range(bi.shape[0]):
-            db_ih[j] += bi[j]
-            db_hh[j] += bh[j]
+            db_ih[j] = bi[j] if b == 0 else db_ih[j] + bi[j]
+            db_hh[j] = bh[j] if b == 0 else db_hh[j] + bh[j]
 
 
 @njit(**INLINE)

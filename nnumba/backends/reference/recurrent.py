@@ -80,8 +80,9 @@ def cache_width(cell, steps, features, units):
 
 
 # The LSTM's scratch ends with room for one set of weight gradients (W_ih, W_hh, b_ih, b_hh)
-# per PARTIAL_ROWS rows: the cpu backend sums each block of rows' share of them on the thread
-# that ran the block (``backends.cpu.recurrent``); this backend and cuda leave it alone.
+# per PARTIAL_ROWS rows: with n >= 2 PARTIAL_ROWS rows, the cpu backend sums each of its
+# n // PARTIAL_ROWS blocks of rows' share of them on the thread that ran the block
+# (``backends.cpu.recurrent``); this backend and cuda leave it alone.
 PARTIAL_ROWS = 16
 
 
