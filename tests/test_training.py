@@ -322,7 +322,8 @@ def test_blas_thread_limit_reaches_the_blas_that_numba_calls():
 
 def test_blas_threads_by_product_size():
     """One BLAS thread for products too small to share, BLAS's default above."""
-    from nnumba.backends.cpu._config import BLAS_THREADED_MIN_FLOPS, SMALL_MATMUL_FLOPS
+    from nnumba.backends.cpu._config import (BLAS_THREADED_MIN_FLOPS, SMALL_MATMUL_FLOPS,
+                                             TINY_MATMUL_FLOPS)
     from nnumba.backends.cpu.network import blas_threads
 
     cifar = nn.Sequential([nn.Dense(3072, 512), nn.ReLU(), nn.Dense(512, 10)]).plan.blocks
@@ -330,5 +331,6 @@ def test_blas_threads_by_product_size():
     assert blas_threads(cifar, 1) == 1
     assert blas_threads(cifar, 32) is None
     tiny = nn.Sequential([nn.Dense(64, 32), nn.ReLU(), nn.Dense(32, 10)]).plan.blocks
-    assert 4 * 64 * 32 <= SMALL_MATMUL_FLOPS
-    assert blas_threads(tiny, 4) is None  # loops, no BLAS call at all
+    assert 64 * 32 <= SMALL_MATMUL_FLOPS and 2 * 64 * 32 > TINY_MATMUL_FLOPS
+    assert blas_threads(tiny, 1) is None  # loops, no BLAS call at all
+    assert blas_threads(tiny, 2) == 1  # BLAS, on one thread

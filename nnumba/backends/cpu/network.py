@@ -22,7 +22,8 @@ from ..codes import (ACT, B_OFF, COL, CROSS_ENTROPY, HAS_DENSE, HP_LR, HP_WEIGHT
                      W_OFF)
 from ..reference import network as _ref
 from ._config import (BLAS_THREADED_MIN_FLOPS, INLINE, KERNEL, OUTER_PRODUCT_MAX_ROWS,
-                      OUTER_PRODUCT_MIN_PARAMS, REDUCTION, SMALL_MATMUL_FLOPS)
+                      OUTER_PRODUCT_MIN_PARAMS, REDUCTION, SMALL_MATMUL_FLOPS,
+                      TINY_MATMUL_FLOPS)
 from ._views import flat_view, rows_view
 from .activations import activation_backward, activation_forward
 from .dense import column_sums, dense_backward, dense_backward_input, dense_forward
@@ -323,12 +324,12 @@ def blas_thread_count(threads):
 def blas_threads(blocks, rows):
     """1 when the largest product of an iteration on ``rows`` rows is too small to
     share between threads (BLAS_THREADED_MIN_FLOPS), None (BLAS's default) otherwise
-    or when no product is large enough to reach BLAS at all."""
+    or when every product runs as loops (``_matmul.loops_pay``), never reaching BLAS."""
     dense = blocks[blocks[:, HAS_DENSE] == 1]
     largest = int(rows * (dense[:, N_IN] * dense[:, N_OUT]).max())
-    if SMALL_MATMUL_FLOPS < largest < BLAS_THREADED_MIN_FLOPS:
-        return 1
-    return None
+    if largest <= TINY_MATMUL_FLOPS or (rows == 1 and largest <= SMALL_MATMUL_FLOPS):
+        return None
+    return 1 if largest < BLAS_THREADED_MIN_FLOPS else None
 
 
 _controller = []

@@ -330,7 +330,7 @@ def _step(code, wide):
                 s0 = carray(_f32(state_address), n)
             if code == ADAM:
                 s1 = carray(_f32(state_address + 4 * n), n)
-        c = optim.constants(w, carray(_f64(hp_address), N_HP), t)
+        c = optim.constants(w, carray(_f64(hp_address), N_HP), t, code == ADAM)
         status = -1
         if code == SGD:
             status = optim.sgd_loop(w, g, c)
