@@ -8,7 +8,8 @@ or the transposed product's sum between steps; and no write outside ``out``.
 import numpy as np
 import pytest
 
-from nnumba.backends.cpu._tiles import tiled_matmul, tiled_matmul_nt, tiled_matmul_tn_steps
+from nnumba.backends.cpu._tiles import (outer_product, tiled_matmul, tiled_matmul_nt,
+                                        tiled_matmul_tn_steps)
 
 SHAPES = [(1, 1, 1), (3, 5, 7), (4, 16, 64), (9, 33, 70), (13, 130, 21), (15, 100, 400),
           (32, 128, 512)]
@@ -117,3 +118,17 @@ def test_nothing_around_out_is_written(dtype):
         product(left, right, out, False)
         assert np.all(buf[:16] == -7) and np.all(buf[16 + n * m:] == -7), product.__name__
         assert_close(out, exact, dtype, k)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k,m", [(1, 1), (3, 15), (64, 32), (5, 16), (7, 17), (2, 100)])
+def test_outer_product_is_exact_and_writes_only_out(dtype, k, m):
+    """a^T b of two rows: every element is one rounded product, the bits NumPy gives, and
+    nothing around ``out`` is written (the last block of a row is a masked store)."""
+    rng = np.random.default_rng(k * m)
+    a, b = rng.standard_normal((1, k)).astype(dtype), rng.standard_normal((1, m)).astype(dtype)
+    room = np.full(k * m + 40, 7.0, dtype)
+    out = room[20:20 + k * m].reshape(k, m)
+    outer_product(a, b, out)
+    assert np.array_equal(out, a.T * b)
+    assert (room[:20] == 7.0).all() and (room[20 + k * m:] == 7.0).all()

@@ -3,12 +3,15 @@
 ``np.dot(a, b, out)`` inside @njit calls BLAS gemm directly (no temporary).
 For the tiny products of small networks, the call into BLAS costs more than
 the arithmetic, so those products run as plain loops that LLVM vectorises along
-the contiguous dimension (``loops_pay``). Either way the result is deterministic.
+the contiguous dimension (``loops_pay``); the transposed product of one row, an
+outer product, is one vector store per block of a row (``_tiles.outer_product``).
+Either way the result is deterministic.
 """
 import numpy as np
 from numba import njit
 
 from ._config import INLINE, KERNEL, REDUCTION, SMALL_MATMUL_FLOPS, TINY_MATMUL_FLOPS
+from ._tiles import outer_product
 
 
 @njit(**INLINE)
@@ -52,6 +55,9 @@ def matmul_tn(a, b, out):
     """out = a^T @ b; a: (n, k), b: (n, m), out: (k, m)."""
     n, k = a.shape
     m = b.shape[1]
+    if n == 1:  # an outer product: one multiply per element, no sums
+        outer_product(a, b, out)
+        return
     if not loops_pay(n, k, m):
         np.dot(a.T, b, out)
         return
