@@ -7,8 +7,9 @@ Sections (each time is the median of N runs after one untimed warm-up run;
 the implementations take turns run by run, so that a change in the machine's
 load hits them alike):
 
-1. ``training``: one training epoch of an MLP (Dense layers, ReLU between them),
-   float32, softmax cross-entropy (mean over the batch), batches in a fixed
+1. ``training``: one training epoch of an MLP (Dense layers, ReLU between them)
+   (warm-up: up to WARM_SECONDS of epochs of each implementation; 3N runs of the
+   rows whose nnumba epoch is shorter than SHORT_EPOCH), float32, softmax cross-entropy (mean over the batch), batches in a fixed
    order (no shuffling), from the same initial weights (nnumba's, seed 0) for
    all (``WORKLOADS``):
    - tiny MLP 64-32-10 over the 1797 digits of scikit-learn: batch 1 with SGD
@@ -919,11 +920,28 @@ def median(values):
 MLP_IMPLS = (("numpy", "NumPy ref"), ("torch", "PyTorch"), ("jax", "JAX"), ("cpu", "nnumba cpu"))
 
 
+WARM_SECONDS = 0.5  # the warm-up epochs of each implementation of a row (at most)
+SHORT_EPOCH = 0.05  # an nnumba epoch shorter than this: 3N timed runs of its row
+
+
+def warm_up(epoch):
+    """Run ``epoch`` (returning its seconds) until WARM_SECONDS of them have passed, at
+    least once and at most 200 times; return the last one's seconds."""
+    spent, seconds = 0.0, 0.0
+    for _ in range(200):
+        seconds = epoch()
+        spent += seconds
+        if spent >= WARM_SECONDS:
+            break
+    return seconds
+
+
 def measure_mlp_row(args, workload, torch_worker, jax_worker):
     """One row of WORKLOADS: the median epoch time of each of MLP_IMPLS, of the memory
     floor of its optimizer steps ("floor", StreamEpoch) and, for the CIFAR row at batch
     GEMM_BATCH, of its products alone ("blas", BlasEpoch), all taking turns run by run
-    after a warm-up epoch each; and the final losses."""
+    after warm-up epochs (``warm_up``); 3N runs for a row whose nnumba epoch is short
+    (SHORT_EPOCH); and the final losses."""
     label, model, optimizer, batch, n_full, n_quick = workload
     n = n_quick if args.quick else n_full
     X, y = workload_data(model, n)
@@ -940,10 +958,19 @@ def measure_mlp_row(args, workload, torch_worker, jax_worker):
             worker.setup_epoch(X, y, model=model, optimizer=optimizer, batch=batch, n=n, warm=n)
     if jax_worker is not None:
         jax_worker.ask("epoch_run", with_loss=False)  # the warm-up epoch (setup ran the first)
+    # and more warm-up epochs of the short rows, up to WARM_SECONDS of each implementation:
+    # one tiny epoch is a few ms, and in the first runs of a row the tiny epochs took
+    # 1.4x their later time (3.7-3.8 ms, then 2.7-2.8), JAX's likewise
+    warm_cpu = warm_up(lambda: impls["cpu"].run(False, wait=False)[0])
+    warm_up(lambda: impls["numpy"].run(False, wait=False)[0])
+    for worker in workers.values():
+        if worker is not None:
+            warm_up(lambda: worker.ask("epoch_run", with_loss=False)["seconds"])
+    runs = args.repeats if args.quick or warm_cpu > SHORT_EPOCH else 3 * args.repeats
     times = {k: [] for k in ("blas", "floor", "numpy", "torch", "jax", "cpu")}
     losses = {}
-    for r in range(args.repeats):
-        last = r == args.repeats - 1
+    for r in range(runs):
+        last = r == runs - 1
         for name in times:
             if name in workers:
                 if workers[name] is None:
@@ -991,7 +1018,9 @@ def section_training(args, torch_worker, jax_worker, results):
     source = mnist1d_source()
     out("## One training epoch (float32, softmax cross-entropy)")
     out()
-    out(f"Median of {args.repeats} after a warm-up, the implementations taking turns; tiny rows "
+    out(f"Median of {args.repeats} ({3 * args.repeats} for rows whose nnumba epoch is under "
+        f"{SHORT_EPOCH * 1e3:.0f} ms) after warm-up epochs (up to {WARM_SECONDS:g} s of each "
+        "implementation), the implementations taking turns; tiny rows "
         f"on scikit-learn's digits, CIFAR rows on synthetic data, the MNIST-1D row on {source}, "
         "flattened; batches in order, from nnumba's initial weights (seed 0) for all. PyTorch: "
         "eager, a process of its own. JAX: one jax.jit of a lax.scan over the epoch's batches of "
