@@ -196,8 +196,11 @@ _announced = set()
 def announce_compile(loop, dtype, verbose):
     """Say once per process and kind of loop that its first call compiles (or loads from
     Numba's cache), instead of a silent stall: for verbose >= 1 on the compiled backends."""
-    plan = getattr(loop, "plan", None)
-    lstm = plan is not None and bool(np.any(plan.ops[:, codes.OP_KIND] == codes.OP_LSTM))
+    lstm = loop.__dict__.get("_has_lstm")
+    if lstm is None:  # (read once per loop: a fit's checks cost more than a tiny epoch)
+        plan = getattr(loop, "plan", None)
+        lstm = loop._has_lstm = plan is not None and bool(
+            np.any(plan.ops[:, codes.OP_KIND] == codes.OP_LSTM))
     key = (loop.backend.name, type(loop).__name__, np.dtype(dtype).name, lstm)
     if verbose and loop.backend.name != "numpy" and key not in _announced:
         what = "the MLP loop" if isinstance(loop, MLPLoop) else "the op-table loop"

@@ -7,6 +7,7 @@ allocates, batches the epochs and keeps the records.
 """
 import contextlib
 import inspect
+import math
 import signal
 import threading
 import time
@@ -866,7 +867,7 @@ def _check_in_dtype(optimizer, dtype):
             continue
         with np.errstate(over="ignore", under="ignore"):
             cast = dtype.type(value)
-        if not np.isfinite(cast):
+        if not math.isfinite(cast):
             raise ValueError(f"{name}={value:g} is not finite in {dtype.name}, the model's dtype "
                              f"(its largest number is {np.finfo(dtype).max:.3g})")
         if name == "eps" and cast == 0:

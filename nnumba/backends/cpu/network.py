@@ -325,8 +325,8 @@ def blas_threads(blocks, rows):
     """1 when the largest product of an iteration on ``rows`` rows is too small to
     share between threads (BLAS_THREADED_MIN_FLOPS), None (BLAS's default) otherwise
     or when every product runs as loops (``_matmul.loops_pay``), never reaching BLAS."""
-    dense = blocks[blocks[:, HAS_DENSE] == 1]
-    largest = int(rows * (dense[:, N_IN] * dense[:, N_OUT]).max())
+    largest = rows * max(int(n_in) * int(n_out) for has_dense, n_in, n_out in
+                         zip(blocks[:, HAS_DENSE], blocks[:, N_IN], blocks[:, N_OUT]) if has_dense)
     if largest <= TINY_MATMUL_FLOPS or (rows == 1 and largest <= SMALL_MATMUL_FLOPS):
         return None
     return 1 if largest < BLAS_THREADED_MIN_FLOPS else None
