@@ -961,12 +961,14 @@ def measure_mlp_row(args, workload, torch_worker, jax_worker):
     # and more warm-up epochs of the short rows, up to WARM_SECONDS of each implementation:
     # one tiny epoch is a few ms, and in the first runs of a row the tiny epochs took
     # 1.4x their later time (3.7-3.8 ms, then 2.7-2.8), JAX's likewise
-    warm_cpu = warm_up(lambda: impls["cpu"].run(False, wait=False)[0])
-    warm_up(lambda: impls["numpy"].run(False, wait=False)[0])
-    for worker in workers.values():
-        if worker is not None:
-            warm_up(lambda: worker.ask("epoch_run", with_loss=False)["seconds"])
-    runs = args.repeats if args.quick or warm_cpu > SHORT_EPOCH else 3 * args.repeats
+    runs = args.repeats
+    if not args.quick:  # (--quick is a smoke test: one warm-up epoch, one run)
+        warm_cpu = warm_up(lambda: impls["cpu"].run(False, wait=False)[0])
+        warm_up(lambda: impls["numpy"].run(False, wait=False)[0])
+        for worker in workers.values():
+            if worker is not None:
+                warm_up(lambda: worker.ask("epoch_run", with_loss=False)["seconds"])
+        runs = args.repeats if warm_cpu > SHORT_EPOCH else 3 * args.repeats
     times = {k: [] for k in ("blas", "floor", "numpy", "torch", "jax", "cpu")}
     losses = {}
     for r in range(runs):
@@ -1018,9 +1020,10 @@ def section_training(args, torch_worker, jax_worker, results):
     source = mnist1d_source()
     out("## One training epoch (float32, softmax cross-entropy)")
     out()
-    out(f"Median of {args.repeats} ({3 * args.repeats} for rows whose nnumba epoch is under "
-        f"{SHORT_EPOCH * 1e3:.0f} ms) after warm-up epochs (up to {WARM_SECONDS:g} s of each "
-        "implementation), the implementations taking turns; tiny rows "
+    warm = "one warm-up epoch" if args.quick else (
+        f"warm-up epochs (up to {WARM_SECONDS:g} s of each implementation; "
+        f"{3 * args.repeats} runs for rows whose nnumba epoch is under {SHORT_EPOCH * 1e3:.0f} ms)")
+    out(f"Median of {args.repeats} after {warm}, the implementations taking turns; tiny rows "
         f"on scikit-learn's digits, CIFAR rows on synthetic data, the MNIST-1D row on {source}, "
         "flattened; batches in order, from nnumba's initial weights (seed 0) for all. PyTorch: "
         "eager, a process of its own. JAX: one jax.jit of a lax.scan over the epoch's batches of "
