@@ -9,9 +9,9 @@ load hits them alike):
 
 1. ``training``: one training epoch of an MLP (Dense layers, ReLU between them)
    (warm-up: up to WARM_SECONDS of epochs of each implementation; 3N runs of the
-   rows whose nnumba epoch is shorter than SHORT_EPOCH), float32, softmax cross-entropy (mean over the batch), batches in a fixed
-   order (no shuffling), from the same initial weights (nnumba's, seed 0) for
-   all (``WORKLOADS``):
+   rows whose nnumba epoch is shorter than SHORT_EPOCH), float32, softmax
+   cross-entropy (mean over the batch), batches in a fixed order (no shuffling),
+   from the same initial weights (nnumba's, seed 0) for all (``WORKLOADS``):
    - tiny MLP 64-32-10 over the 1797 digits of scikit-learn: batch 1 with SGD
      (lr 0.01) and with Adam (lr 1e-3), batch 32 with Adam (56 batches of 32
      and a last one of 5);

@@ -14,7 +14,6 @@ from ._config import INLINE, KERNEL, REDUCTION, SMALL_MATMUL_FLOPS, TINY_MATMUL_
 from ._tiles import outer_product
 
 
-@njit(**INLINE)
 def loops_pay(n, k, m):
     """True when a product of n k m multiply-adds over a batch of n rows (the three
     products below take n from their first operand) runs faster as loops than in
@@ -26,12 +25,15 @@ def loops_pay(n, k, m):
     return flops <= TINY_MATMUL_FLOPS or (n == 1 and flops <= SMALL_MATMUL_FLOPS)
 
 
+_loops_pay = njit(**INLINE)(loops_pay)  # the kernels' copy; Python callers use loops_pay
+
+
 @njit(**KERNEL)
 def matmul(a, b, out):
     """out = a @ b; a: (n, k), b: (k, m), out: (n, m)."""
     n, k = a.shape
     m = b.shape[1]
-    if not loops_pay(n, k, m):
+    if not _loops_pay(n, k, m):
         np.dot(a, b, out)
         return
     # Rows of b are added into out[i] four at a time: each pass over out[i] is a
@@ -58,7 +60,7 @@ def matmul_tn(a, b, out):
     if n == 1:  # an outer product: one multiply per element, no sums
         outer_product(a, b, out)
         return
-    if not loops_pay(n, k, m):
+    if not _loops_pay(n, k, m):
         np.dot(a.T, b, out)
         return
     if n == 0:
@@ -81,7 +83,7 @@ def matmul_nt(a, b, out):
     """out = a @ b^T; a: (n, m), b: (k, m), out: (n, k)."""
     n, m = a.shape
     k = b.shape[0]
-    if not loops_pay(n, k, m):
+    if not _loops_pay(n, k, m):
         np.dot(a, b.T, out)
         return
     for i in range(n):

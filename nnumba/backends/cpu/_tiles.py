@@ -14,8 +14,9 @@ accumulate into ``out`` directly, and keep a tile of the result in registers:
   k = 0, 1, ..., K - 1 in that order, a[i, k] b[k, j] with one fused multiply-add
   per element: out[i, j] = fma(a[i, K-1], b[K-1, j], ... fma(a[i, 0], b[0, j], s))
   with s = 0, or out[i, j] when accumulating. ``tiled_matmul_tn_steps`` is the same
-  for a^T @ b, summed over blocks of rows that recur every ``stride`` rows (a batch block's rows in a time-major cache: the LSTM's
-  weight gradients, all steps in one pass with the tile in registers throughout).
+  for a^T @ b, summed over blocks of rows that recur every ``stride`` rows (a batch
+  block's rows in a time-major cache: the LSTM's weight gradients, all steps in one
+  pass with the tile in registers throughout).
 - ``tiled_matmul_nt``, out (+)= a @ b^T: a tile of ``NT_ROWS`` x ``NT_COLS``
   elements of ``out``, each a register of partial sums over k = l, l + L, l + 2L,
   ... (L lanes, fused multiply-adds), summed over its lanes by halves (lanes l and
@@ -80,6 +81,22 @@ def _store(builder, value, base, index, align):
                   align=align)
 
 
+def _splat(builder, value, lanes):
+    """A register of ``lanes`` copies of the scalar ``value`` (a broadcast)."""
+    undef = ir.Constant(ir.VectorType(value.type, lanes), ir.Undefined)
+    return builder.shuffle_vector(builder.insert_element(undef, value, ir.IntType(32)(0)), undef,
+                                  ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes))
+
+
+def _lane_masks(builder, width, lanes, vectors):
+    """The masks of ``vectors`` registers in a row: lane l of register v is set where
+    v lanes + l < width (the columns that exist)."""
+    splat_w = _splat(builder, width, lanes)
+    return [builder.icmp_unsigned("<", ir.Constant(ir.VectorType(width.type, lanes),
+                                                   list(range(v * lanes, (v + 1) * lanes))),
+                                  splat_w) for v in range(vectors)]
+
+
 def _is_c_matrix(*arrays):
     return all(isinstance(x, types.Array) and x.ndim == 2 and x.layout == "C"
                and x.dtype in (types.float32, types.float64) for x in arrays) and \
@@ -114,14 +131,7 @@ def _nn_block(rows, vectors, masked, transposed):
         c = lambda v: ir.Constant(i64, v)  # noqa: E731
         zero = ir.Constant(vec, None)
         if masked:  # register v's lanes j0 + v L + l, l < L, exist where v L + l < width
-            vi64 = ir.VectorType(i64, lanes)
-            splat_w = builder.shuffle_vector(
-                builder.insert_element(ir.Constant(vi64, ir.Undefined), width, ir.IntType(32)(0)),
-                ir.Constant(vi64, ir.Undefined),
-                ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes))
-            masks = [builder.icmp_unsigned("<", ir.Constant(vi64, list(range(v * lanes,
-                                                                                (v + 1) * lanes))),
-                                           splat_w) for v in range(vectors)]
+            masks = _lane_masks(builder, width, lanes, vectors)
             masked_load, masked_store = _masked(builder, vec, "load"), _masked(builder, vec, "store")
 
         def load(base, index, v):
@@ -146,8 +156,7 @@ def _nn_block(rows, vectors, masked, transposed):
             for r in range(rows):
                 for v in range(vectors):
                     builder.store(load(po, out_index[r][v], v), accs[r][v])
-        fma, undef = _fma(builder, vec), ir.Constant(vec, ir.Undefined)
-        splat = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
+        fma = _fma(builder, vec)
         with cgutils.for_range(builder, steps) as step:
             first = builder.mul(step.index, stride)
             with cgutils.for_range(builder, k_rows) as loop:
@@ -159,9 +168,7 @@ def _nn_block(rows, vectors, masked, transposed):
                         index = builder.add(builder.mul(k, na), builder.add(i0_, c(r)))
                     else:
                         index = builder.add(builder.mul(builder.add(i0_, c(r)), na), k)
-                    x = builder.load(builder.gep(pa, [index]))
-                    x = builder.shuffle_vector(builder.insert_element(undef, x, ir.IntType(32)(0)),
-                                               undef, splat)
+                    x = _splat(builder, builder.load(builder.gep(pa, [index])), lanes)
                     for v in range(vectors):
                         builder.store(builder.call(fma, [x, bv[v], builder.load(accs[r][v])]),
                                       accs[r][v])
@@ -269,22 +276,16 @@ def _outer_product(typingctx, a, b, out):
             context, builder, args[2]).shape)[0]
         lanes = _lanes(sig.args[0].dtype)
         vec, align = ir.VectorType(elt, lanes), sig.args[0].dtype.bitwidth // 8
-        vi64, i32, c = ir.VectorType(i64, lanes), ir.IntType(32), lambda v: ir.Constant(i64, v)
+        i32, c = ir.IntType(32), lambda v: ir.Constant(i64, v)
         masked_load, masked_store = _masked(builder, vec, "load"), _masked(builder, vec, "store")
-        undef, splat = ir.Constant(vec, ir.Undefined), ir.Constant(ir.VectorType(i32, lanes),
-                                                                   [0] * lanes)
         full = builder.udiv(m, c(lanes))
         tail = builder.mul(full, c(lanes))
-        splat_w = builder.shuffle_vector(builder.insert_element(
-            ir.Constant(vi64, ir.Undefined), builder.sub(m, tail), i32(0)),
-            ir.Constant(vi64, ir.Undefined), splat)
-        mask = builder.icmp_unsigned("<", ir.Constant(vi64, list(range(lanes))), splat_w)
+        mask, = _lane_masks(builder, builder.sub(m, tail), lanes, 1)
         ptr = builder.bitcast(builder.gep(pb, [tail]), vec.as_pointer())
         b_tail = builder.call(masked_load, [ptr, i32(align), mask, ir.Constant(vec, None)])
         has_tail = builder.icmp_unsigned("<", tail, m)
         with cgutils.for_range(builder, k) as row:
-            x = builder.load(builder.gep(pa, [row.index]))
-            x = builder.shuffle_vector(builder.insert_element(undef, x, i32(0)), undef, splat)
+            x = _splat(builder, builder.load(builder.gep(pa, [row.index])), lanes)
             base = builder.mul(row.index, m)
             with cgutils.for_range(builder, full) as block:
                 j0 = builder.mul(block.index, c(lanes))

@@ -22,8 +22,8 @@ from ..codes import (ACT, B_OFF, COL, CROSS_ENTROPY, HAS_DENSE, HP_LR, HP_WEIGHT
                      W_OFF)
 from ..reference import network as _ref
 from ._config import (BLAS_THREADED_MIN_FLOPS, INLINE, KERNEL, OUTER_PRODUCT_MAX_ROWS,
-                      OUTER_PRODUCT_MIN_PARAMS, REDUCTION, SMALL_MATMUL_FLOPS,
-                      TINY_MATMUL_FLOPS)
+                      OUTER_PRODUCT_MIN_PARAMS, REDUCTION)
+from ._matmul import loops_pay
 from ._views import flat_view, rows_view
 from .activations import activation_backward, activation_forward
 from .dense import column_sums, dense_backward, dense_backward_input, dense_forward
@@ -325,11 +325,11 @@ def blas_threads(blocks, rows):
     """1 when the largest product of an iteration on ``rows`` rows is too small to
     share between threads (BLAS_THREADED_MIN_FLOPS), None (BLAS's default) otherwise
     or when every product runs as loops (``_matmul.loops_pay``), never reaching BLAS."""
-    largest = rows * max(int(n_in) * int(n_out) for has_dense, n_in, n_out in
-                         zip(blocks[:, HAS_DENSE], blocks[:, N_IN], blocks[:, N_OUT]) if has_dense)
-    if largest <= TINY_MATMUL_FLOPS or (rows == 1 and largest <= SMALL_MATMUL_FLOPS):
+    weights = max(int(n_in) * int(n_out) for has_dense, n_in, n_out in
+                  zip(blocks[:, HAS_DENSE], blocks[:, N_IN], blocks[:, N_OUT]) if has_dense)
+    if loops_pay(rows, weights, 1):
         return None
-    return 1 if largest < BLAS_THREADED_MIN_FLOPS else None
+    return 1 if rows * weights < BLAS_THREADED_MIN_FLOPS else None
 
 
 _controller = []
