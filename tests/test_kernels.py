@@ -232,6 +232,48 @@ def test_outer_product_step_equals_materialised_gradient(dtype, opt, n):
         np.testing.assert_array_equal(state1, state2)
 
 
+@pytest.mark.parametrize("dtype, opt", [(np.float32, codes.SGD), (np.float32, codes.ADAM),
+                                        (np.float64, codes.MOMENTUM), (np.float64, codes.RMSPROP)])
+def test_parallel_outer_step_callback_equals_the_serial_step(dtype, opt):
+    """The parallel on-the-fly step (rules.builtin_outer_step) writes the serial step's
+    bits, with rows split unevenly (7 rows in 3 parts, more parts than cores), clipped
+    or not, and only in w and its state rows."""
+    from nnumba.backends.cpu import optim, rules
+
+    rng = np.random.default_rng(opt)
+    n_in, n_out, n = 7, 5, 2
+    x, dz = rand(rng, (n, n_in), dtype), rand(rng, (n, n_out), dtype)
+    w0, state0 = rand(rng, n_in * n_out, dtype), np.abs(rand(rng, (2, n_in * n_out), dtype))
+    hp = np.zeros(codes.N_HP)
+    hp[:5] = 0.01, 0.9, 0.999, 1e-8, 0.0
+    callback = rules.builtin_outer_step(opt, dtype, 3)
+    for coef, clip in ((1.0, np.inf), (0.5, 0.01)):
+        w1, state1 = w0.copy(), state0.copy()
+        s0 = state1[0] if opt != codes.SGD else w1
+        s1 = state1[1] if opt == codes.ADAM else w1
+        expected = optim.outer_product_step(opt, w1, x, dz, coef, clip, s0, s1, hp, 2,
+                                            np.empty(n_out, dtype))
+        w2, state2 = w0.copy(), state0.copy()
+        s0 = state2[0] if opt != codes.SGD else w2
+        s1 = state2[1] if opt == codes.ADAM else w2
+        scratch = np.full(3 * n_out + 1, 7.0, dtype)  # a row per part, and a sentinel
+        status = _call_outer(callback.address, w2, x, dz, s0, s1, hp, scratch, 2, coef, clip)
+        assert status == expected
+        np.testing.assert_array_equal(w1, w2)
+        np.testing.assert_array_equal(state1, state2)
+        assert scratch[-1] == 7.0
+
+
+def _call_outer(address, w, x, dz, s0, s1, hp, scratch, t, coef, clip):
+    """The callback at ``address`` called the way the loop calls it (``OUTER_SIGNATURE``)."""
+    import ctypes
+
+    types = [ctypes.c_uint64] * 7 + [ctypes.c_int64] * 4 + [ctypes.c_double] * 2
+    fn = ctypes.CFUNCTYPE(ctypes.c_int64, *types)(address)
+    return fn(*(a.ctypes.data for a in (w, x, dz, s0, s1, hp, scratch)), x.shape[0], x.shape[1],
+              dz.shape[1], t, coef, clip)
+
+
 VECTORISED_CHECK = r"""
 import re, sys
 import numpy as np

@@ -302,6 +302,37 @@ def test_cpu_outer_product_path_stops_on_divergence():
     assert info.value.iteration >= 1
 
 
+def test_cpu_parallel_on_the_fly_step_is_the_serial_one(monkeypatch):
+    """At batch size 1 a W of OUTER_PARALLEL_MIN_SIZE elements or more is stepped on all
+    cores (network.outer_step_address): the same bits as the serial step."""
+    import numba
+
+    from nnumba.backends.cpu import network
+    from nnumba.backends.cpu._config import OUTER_PARALLEL_MIN_SIZE
+
+    if numba.get_num_threads() < 2:
+        pytest.skip("one Numba thread: the parallel step is never chosen")
+    X, y = toy_data("cross_entropy", n=9, n_in=4)
+    runs = []
+    for parallel in (True, False):
+        model = nn.Sequential([nn.Dense(4, 512), nn.ReLU(), nn.Dense(512, 512), nn.Tanh(),
+                               nn.Dense(512, 3)], dtype="float32", seed=0)
+        assert 512 * 512 >= OUTER_PARALLEL_MIN_SIZE
+        model.compile("cross_entropy", nn.optim.Adam(lr=0.01))
+        if parallel:
+            blocks = model._loop.plan.blocks
+            assert network.outer_step_address(blocks, model._params, True, 1, model.optimizer.code)
+        else:
+            monkeypatch.setattr(network, "outer_step_address", lambda *args: 0)
+        h = model.fit(X, y, epochs=2, batch_size=1, clip_grad_norm=0.5,
+                      record_grad_norms="iteration")
+        runs.append((model.get_weights(), model.optimizer.state.copy(), h.grad_norms_per_iteration))
+    for a, b in zip(runs[0][0], runs[1][0]):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
+    np.testing.assert_array_equal(runs[0][2], runs[1][2])
+
+
 def test_blas_thread_limit_reaches_the_blas_that_numba_calls():
     """The cpu loop limits BLAS threads through threadpoolctl, which sees only the
     libraries loaded when its controller is made: the controller must include SciPy's

@@ -39,6 +39,11 @@ TINY_MATMUL_FLOPS = 1 << 10
 # iteration). Small networks live in cache anyway and pay only the per-row calls.
 OUTER_PRODUCT_MAX_ROWS = 4
 OUTER_PRODUCT_MIN_PARAMS = 1 << 16
+# Such an on-the-fly step of a W of at least OUTER_PARALLEL_MIN_SIZE elements runs on
+# all cores (``network.outer_step_address``), when BLAS runs on one thread in that
+# loop: the other core is idle then, and one core alone does not reach the memory
+# bandwidth the step needs.
+OUTER_PARALLEL_MIN_SIZE = 1 << 18
 # A training loop whose largest product has fewer multiply-adds than this runs
 # with one BLAS thread: waking BLAS's threads costs more than sharing a small
 # product saves, and on a busy machine much more (measured: the forward pass of

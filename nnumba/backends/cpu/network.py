@@ -14,15 +14,16 @@ import contextlib
 import math
 import threading
 
+import numba
 import numpy as np
 from numba import njit
 
 from ..codes import (ACT, B_OFF, COL, CROSS_ENTROPY, HAS_DENSE, HP_LR, HP_WEIGHT_DECAY, N_IN, N_OUT,
-                     STAT_LOSS, STAT_NORMS, STAT_STATUS, STATUS_GRADIENT, STATUS_LOSS, STATUS_OK,
-                     W_OFF)
+                     RULE, STAT_LOSS, STAT_NORMS, STAT_STATUS, STATUS_GRADIENT, STATUS_LOSS,
+                     STATUS_OK, W_OFF)
 from ..reference import network as _ref
-from ._config import (BLAS_THREADED_MIN_FLOPS, INLINE, KERNEL, OUTER_PRODUCT_MAX_ROWS,
-                      OUTER_PRODUCT_MIN_PARAMS, REDUCTION)
+from ._config import (BLAS_THREADED_MIN_FLOPS, INLINE, KERNEL, OUTER_PARALLEL_MIN_SIZE,
+                      OUTER_PRODUCT_MAX_ROWS, OUTER_PRODUCT_MIN_PARAMS, REDUCTION)
 from ._matmul import loops_pay
 from ._views import flat_view, rows_view
 from .activations import activation_backward, activation_forward
@@ -31,8 +32,8 @@ from .elementwise import copy
 from .gradients import apply_weight_decay, clip_by_norm, clip_by_value, sum_of_squares
 from .losses import loss_forward_backward
 from .optim import outer_product_step, state_rows, step_serial
-from .rules import (builtin_loss, builtin_step, call_loss_at, call_reduce_at,
-                    call_step_at)
+from .rules import (builtin_loss, builtin_outer_step, builtin_step, call_loss_at,
+                    call_outer_step_at, call_reduce_at, call_step_at)
 
 
 # Python callers (the model) get the reference's NumPy views; the jitted code below uses
@@ -195,11 +196,13 @@ def outer_gradient_norms(blocks, grads, x, acts, deltas, stats_row, scratch):
 
 @njit(**KERNEL)
 def outer_steps(blocks, params, grads, x, acts, deltas, opt, state, hp, t, norm, clip_norm,
-                clip_value):
+                clip_value, outer_fn):
     """The optimizer step of a batch whose weight gradients were not formed: each W from
     its block's input and dz (``optim.outer_product_step``), each b from grads, both
     clipped as ``clip_by_norm`` and ``clip_by_value`` would. Returns the verdict on
-    what the steps wrote (``optim.optimizer_step``)."""
+    what the steps wrote (``optim.optimizer_step``). A W of at least
+    OUTER_PARALLEL_MIN_SIZE elements is stepped on all cores by the callback at
+    ``outer_fn`` (``rules.builtin_outer_step``) unless it is 0."""
     rows, n = _workspace_rows(blocks, acts), x.shape[0]
     coef = clip_norm / (norm + 1e-6) if math.isfinite(clip_norm) else 1.0
     status = STATUS_OK
@@ -209,10 +212,18 @@ def outer_steps(blocks, params, grads, x, acts, deltas, opt, state, hp, t, norm,
             w = _weight_slice(blocks, i, params)
             off = blocks[i, W_OFF]
             s0, s1 = state_rows(opt, w, state, off, off + w.shape[0])
-            # the first row of this W's gradient buffer, unused here, holds each row of x^T dz
-            status = max(status, outer_product_step(
-                opt, w, inp, _block_view(blocks, i, deltas, rows, n), coef, clip_value, s0, s1, hp,
-                t, flat_view(grads, off, blocks[i, N_OUT])))
+            dz = _block_view(blocks, i, deltas, rows, n)
+            # this W's gradient buffer, unused here, holds each row of x^T dz (one per thread)
+            if outer_fn != 0 and w.shape[0] >= OUTER_PARALLEL_MIN_SIZE:
+                status = max(status, call_outer_step_at(outer_fn, (
+                    w.ctypes.data, inp.ctypes.data, dz.ctypes.data, s0.ctypes.data,
+                    s1.ctypes.data, hp.ctypes.data, w.ctypes.data - params.ctypes.data
+                    + grads.ctypes.data, n, blocks[i, N_IN], blocks[i, N_OUT], t, coef,
+                    clip_value)))
+            else:
+                status = max(status, outer_product_step(
+                    opt, w, inp, dz, coef, clip_value, s0, s1, hp, t,
+                    flat_view(grads, off, blocks[i, N_OUT])))
             off = blocks[i, B_OFF]
             if off >= 0:
                 b, gb = _bias_view(blocks, i, params), _bias_view(blocks, i, grads)
@@ -284,13 +295,29 @@ def train_batches(plan, params, grads, loss, data, n_rows, batch_size, first, n_
                                  or 0 < last <= OUTER_PRODUCT_MAX_ROWS)
     weights = data.weights if data.weights.shape[0] else None  # None: not even compiled
     comm = by_address(comm)
+    threads = blas_threads(blocks, batch_size)
     args = (blocks, plan.alphas, params, grads, loss, data.X, data.T, data.labels, data.order,
             weights, n_rows, batch_size, first, n_iter, opt.code, opt.state, opt.hp, opt.t,
             opt.clip_norm, opt.clip_value, *ws, stats, True if few_rows else None, opt.lrs,
             comm, builtin_loss(loss, weights is not None, params.dtype).address,
-            builtin_step(opt.code, params.dtype).address)
-    with blas_thread_count(blas_threads(blocks, batch_size)):
+            builtin_step(opt.code, params.dtype).address,
+            outer_step_address(blocks, params, few_rows, threads, opt.code))
+    with blas_thread_count(threads):
         return _train_batches(*args)
+
+
+def outer_step_address(blocks, params, few_rows, blas_threads, code):
+    """The address of the parallel on-the-fly step (``rules.builtin_outer_step``) for a
+    loop whose few-row batches step a W of at least OUTER_PARALLEL_MIN_SIZE elements
+    on the fly while BLAS runs on one thread, so that the other cores are idle; 0
+    (the serial step) otherwise, and on one Numba thread."""
+    largest = max(int(n_in) * int(n_out) for has_dense, n_in, n_out in
+                  zip(blocks[:, HAS_DENSE], blocks[:, N_IN], blocks[:, N_OUT]) if has_dense)
+    threads = numba.get_num_threads()
+    if (not few_rows or blas_threads != 1 or code == RULE or threads < 2
+            or params.shape[0] < OUTER_PRODUCT_MIN_PARAMS or largest < OUTER_PARALLEL_MIN_SIZE):
+        return 0
+    return builtin_outer_step(code, params.dtype, threads).address
 
 
 def by_address(comm):
@@ -414,14 +441,16 @@ def call_step(step_fn, params, grads, state, hp, t):
 @njit(**KERNEL)
 def _train_batches(blocks, alphas, params, grads, loss, X, T, labels, order, weights, n_rows,
                    batch_size, first, n_iter, opt, state, hp, t, clip_norm, clip_value, xb, tb, lb,
-                   acts, deltas, wb, stats, few_rows_paths, lrs, comm, loss_fn, step_fn):
+                   acts, deltas, wb, stats, few_rows_paths, lrs, comm, loss_fn, step_fn, outer_fn):
     """The loop; ``few_rows_paths`` is None when no batch has OUTER_PRODUCT_MAX_ROWS rows
     or fewer: Numba then prunes the branches of such batches (``is None`` on an
     argument is decided at compile time), so their kernels are not even compiled
     (about 3 s of a cold start). Likewise ``weights`` (one per sample) is None when
     training is unweighted, and ``comm`` (a ``Comm``) when it is not data-parallel.
     The loss and the optimizer step are C callbacks (``rules``): the loop is the
-    same compiled code for all of them."""
+    same compiled code for all of them. ``outer_fn`` is the address of the parallel
+    on-the-fly step of large weight matrices, 0 for the serial one
+    (``outer_step_address``)."""
     scratch = np.zeros(1)
     # (weight decay needs each weight gradient whole: no on-the-fly step then; nor does
     # the allreduce)
@@ -495,7 +524,7 @@ def _train_batches(blocks, alphas, params, grads, loss, X, T, labels, order, wei
             hp[HP_LR] = lrs[j]  # a schedule's learning rate of this step
         if few_rows_paths is not None and on_the_fly:
             status = outer_steps(blocks, params, grads, x, acts, deltas, opt, state, hp, t + j + 1,
-                                 norm, clip_norm, clip_value)
+                                 norm, clip_norm, clip_value, outer_fn)
         else:
             if math.isfinite(clip_norm):
                 clip_by_norm(grads, norm, clip_norm)

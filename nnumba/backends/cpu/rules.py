@@ -16,7 +16,7 @@ for all rules, and each rule only compiles its own small callback, once per
 process and dtype (it is generated code, which Numba cannot cache).
 """
 import numpy as np
-from numba import carray, cfunc, njit, types
+from numba import carray, cfunc, njit, prange, types
 from numba.extending import intrinsic
 
 from . import losses, optim
@@ -269,6 +269,17 @@ def builtin_step(code, dtype):
     return _made[key]
 
 
+def builtin_outer_step(code, dtype, threads):
+    """The C callback of built-in optimizer ``code``'s on-the-fly step of one weight
+    matrix (``optim.outer_product_step``), its rows split in ``threads`` parts run in
+    parallel; made once per process (``OUTER_SIGNATURE``)."""
+    key = ("outer", int(code), np.dtype(dtype).name, int(threads))
+    if key not in _made:
+        _made[key] = cfunc(OUTER_SIGNATURE, cache=True, error_model="numpy", parallel=True)(
+            _outer_step(int(code), np.dtype(dtype) == np.float64, int(threads)))
+    return _made[key]
+
+
 def _loss(code, weighted, wide):
     # code, weighted and wide are constants of the closure: each `if` on them is decided
     # before typing, so only one branch's kernel is compiled
@@ -344,8 +355,57 @@ def _step(code, wide):
 
     return step_callback
 
+# The on-the-fly step of a weight matrix w (n_in x n_out, row-major) whose gradient is
+# x^T dz, x: (n, n_in) and dz: (n, n_out), both C-contiguous:
+#
+#     status = outer(w_address, x_address, dz_address, s0_address, s1_address,
+#                    hp_address, scratch_address, n, n_in, n_out, t, coef, clip_value)
+#
+# s0 and s1 are the state rows of w (w's own address where the rule has none), and
+# scratch holds n_out elements per thread. It is a callback, not an @njit function
+# the loop calls, because a cached function that calls a parallel one can crash when
+# loaded from Numba's cache in another process (numba issues 8578 and 10128), and a
+# callback is compiled and cached on its own.
+OUTER_SIGNATURE = types.int64(*[types.uint64] * 7, *[types.int64] * 4, types.float64,
+                              types.float64)
+
+
+def _outer_step(code, wide, threads):
+    # threads is a constant of the closure: numba.get_num_threads() inside the callback
+    # would keep Numba from caching it
+    def outer_callback(w_address, x_address, dz_address, s0_address, s1_address, hp_address,
+                       scratch_address, n, n_in, n_out, t, coef, clip_value):
+        size = n_in * n_out
+        if wide:
+            w, s0, s1 = (carray(_f64(w_address), size), carray(_f64(s0_address), size),
+                         carray(_f64(s1_address), size))
+            x, dz = carray(_f64(x_address), (n, n_in)), carray(_f64(dz_address), (n, n_out))
+        else:
+            w, s0, s1 = (carray(_f32(w_address), size), carray(_f32(s0_address), size),
+                         carray(_f32(s1_address), size))
+            x, dz = carray(_f32(x_address), (n, n_in)), carray(_f32(dz_address), (n, n_out))
+        hp = carray(_f64(hp_address), N_HP)
+        parts = min(threads, n_in)
+        status = np.zeros(parts, np.int64)
+        # each part: a range of w's rows, and its own scratch row; the rows' steps are
+        # independent, so the bits are the serial step's
+        for p in prange(parts):
+            lo, hi = n_in * p // parts, n_in * (p + 1) // parts
+            if wide:
+                scratch = carray(_f64(scratch_address + 8 * n_out * p), n_out)
+            else:
+                scratch = carray(_f32(scratch_address + 4 * n_out * p), n_out)
+            status[p] = optim.outer_product_step(
+                code, w[lo * n_out:hi * n_out], x[:, lo:hi], dz, coef, clip_value,
+                s0[lo * n_out:hi * n_out], s1[lo * n_out:hi * n_out], hp, t, scratch)
+        return status.max()
+
+    return outer_callback
+
+
 # the jitted loops' calls of the kinds of callback, by address (``address_caller``)
 call_reduce_at = address_caller(REDUCE_SIGNATURE)
 call_step_at = address_caller(SIGNATURE)
 call_activations_at = address_caller(ACTIVATION_SIGNATURE)
 call_loss_at = address_caller(LOSS_SIGNATURE)
+call_outer_step_at = address_caller(OUTER_SIGNATURE)
