@@ -15,7 +15,7 @@ import warnings
 
 import numpy as np
 
-from . import _checks
+from . import _checks, _spares
 from .backends import codes, get_backend
 from .data import batch_sizes, iterations_per_epoch
 from .errors import NonFiniteError
@@ -83,17 +83,21 @@ def _dtype(dtype):
 class _Snapshot:
     """A copy of what one epoch changes (parameters, optimizer state and step count,
     the shuffling generator, the epoch count), taken before it starts, in buffers
-    allocated once per fit. Restoring it undoes the epoch exactly."""
+    allocated once per model and optimizer, or handed over from a model that is gone
+    (``_spares``). Restoring it undoes the epoch exactly. It holds no reference to its
+    model (which holds it), so a dropped model is freed at once, not at the next
+    garbage collection, and its buffers are ready for the next model."""
 
     def __init__(self, model):
         memory = model._backend.memory
-        self.model = model
-        self.params = memory.empty(model._params.shape, model.dtype)
-        self.buffers = memory.empty(model._buffers.shape, model.dtype)
-        self.state = memory.empty(model.optimizer.state.shape, model.dtype)
+        shapes = (model._params.shape, model._buffers.shape, model.optimizer.state.shape)
+        key = (model._backend.name, np.dtype(model.dtype).str, shapes)
+        arrays = _spares.reuse(key) or tuple(memory.empty(shape, model.dtype) for shape in shapes)
+        self.params, self.buffers, self.state = arrays
+        _spares.keep_when_gone(self, key, arrays)
 
-    def take(self):
-        model, memory = self.model, self.model._backend.memory
+    def take(self, model):
+        memory = model._backend.memory
         memory.copy_into(self.params, model._params)
         memory.copy_into(self.buffers, model._buffers)
         memory.copy_into(self.state, model.optimizer.state)
@@ -101,9 +105,9 @@ class _Snapshot:
         self.rng = model._shuffle_rng.bit_generator.state
         self.epochs_trained = model.epochs_trained
 
-    def restore(self, rng=True):
+    def restore(self, model, rng=True):
         """Back to the snapshot; ``rng=False`` keeps the generator where it is."""
-        model, memory = self.model, self.model._backend.memory
+        memory = model._backend.memory
         with _interrupts_deferred():
             memory.copy_into(model._params, self.params)
             memory.copy_into(model._buffers, self.buffers)
@@ -580,7 +584,7 @@ class Sequential:
             for epoch in range(initial_epoch, epochs):
                 _callback(callbacks, "on_epoch_begin", {}, epoch)
                 started = time.perf_counter()
-                snapshot.take()
+                snapshot.take(self)
                 bar = None
                 try:
                     order = memory.asarray(self._shuffle_rng.permutation(n) if shuffle else identity)
@@ -617,7 +621,7 @@ class Sequential:
                     # Ctrl-C (or anything else) inside the epoch: undo the whole epoch, so that
                     # the weights, the optimizer's state and step count, the generator and
                     # epochs_trained agree again
-                    snapshot.restore()
+                    snapshot.restore(self)
                     raise
                 finally:
                     if bar is not None:
@@ -645,7 +649,7 @@ class Sequential:
         loss = float(host[iteration, codes.STAT_LOSS])
         if status in (codes.STATUS_UPDATE, codes.STATUS_STATE, codes.STATUS_BUFFERS) \
                 or self.plan.n_buffers:  # (the failing forward pass moved the running statistics)
-            snapshot.restore(rng=False)
+            snapshot.restore(self, rng=False)
             if iteration:
                 replay(iteration)
         history.record_iterations(host[:iteration, codes.STAT_LOSS], host[:iteration, codes.STAT_NORMS:])
@@ -685,14 +689,14 @@ class Sequential:
             stats = memory.zeros((1, codes.STAT_NORMS + len(self.plan.layer_names)), np.float64)
             order = memory.asarray(np.arange(n, dtype=np.int64))
             snapshot = self._snapshot()
-            snapshot.take()
+            snapshot.take(self)
             with self._workspace(n) as ws:
                 try:
                     data = (*self._upload(X, T, labels), memory.asarray(np.zeros(0, self.dtype)))
                     done = self._train_batches(data, order, n, n, 0, 1, ws,
                                                stats, self._clip_limits(None, None))
                 except BaseException:
-                    snapshot.restore()
+                    snapshot.restore(self)
                     raise
             if done == 0:
                 self._diverged(stats, History(n, n, 1, self.plan.layer_names, False), None, 0, 1,

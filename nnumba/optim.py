@@ -14,6 +14,8 @@ clipping, on the weights of Dense and Conv1D layers only (biases and
 BatchNorm's gamma and beta are not decayed, as usual). ``AdamW`` decouples it
 instead, as torch.optim.AdamW: w <- (1 - lr lambda) w, then the Adam step.
 """
+import weakref
+
 import numpy as np
 
 from . import _checks
@@ -86,6 +88,18 @@ class Optimizer:
     @property
     def name(self):
         return type(self).__name__.lower()
+
+    @property
+    def _model(self):
+        """The model this optimizer trains (None when none, or when it is gone): held by
+        a weak reference, so that a model and its optimizer form no reference cycle and
+        a dropped model is freed at once (``model._spare_buffers``)."""
+        ref = self.__dict__.get("_model_ref")
+        return None if ref is None else ref()
+
+    @_model.setter
+    def _model(self, model):
+        self._model_ref = weakref.ref(model)
 
     HYPERPARAMETERS = ("lr", "clip_grad_norm", "clip_grad_value", "weight_decay")
 
