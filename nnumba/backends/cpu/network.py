@@ -311,11 +311,12 @@ def outer_step_address(blocks, params, few_rows, blas_threads, code):
     loop whose few-row batches step a W of at least OUTER_PARALLEL_MIN_SIZE elements
     on the fly while BLAS runs on one thread, so that the other cores are idle; 0
     (the serial step) otherwise, and on one Numba thread."""
+    if not few_rows or blas_threads != 1 or code == RULE or params.shape[0] < OUTER_PRODUCT_MIN_PARAMS:
+        return 0
     largest = max(int(n_in) * int(n_out) for has_dense, n_in, n_out in
                   zip(blocks[:, HAS_DENSE], blocks[:, N_IN], blocks[:, N_OUT]) if has_dense)
     threads = numba.get_num_threads()
-    if (not few_rows or blas_threads != 1 or code == RULE or threads < 2
-            or params.shape[0] < OUTER_PRODUCT_MIN_PARAMS or largest < OUTER_PARALLEL_MIN_SIZE):
+    if threads < 2 or largest < OUTER_PARALLEL_MIN_SIZE:
         return 0
     return builtin_outer_step(code, params.dtype, threads).address
 
