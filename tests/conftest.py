@@ -48,6 +48,20 @@ def toy_data(loss, n=23, n_in=5, n_out=3, seed=0):
     return X, y
 
 
+def assert_replays_to_the_last_good_step(model, fresh, X, y, batch):
+    """``model`` stopped on divergence (unshuffled batches of ``batch`` rows of X, y) holds
+    what ``fresh()``, a new identical model, holds after train_step on the same batches
+    for as many steps as ``model`` kept: every finite."""
+    replay = fresh()
+    batches = len(X) // batch
+    for _ in range(model.optimizer.t):
+        k = replay.optimizer.t % batches
+        replay.train_step(X[batch * k:batch * (k + 1)], y[batch * k:batch * (k + 1)])
+    for a, b in zip(model.get_weights(), replay.get_weights()):
+        np.testing.assert_array_equal(a, b)
+        assert np.all(np.isfinite(a))
+
+
 def small_model(backend="cpu", dtype="float64", act="tanh", seed=0, n_in=5, hidden=7, n_out=3,
                 loss=None, optimizer=None):
     model = nn.Sequential([nn.Dense(n_in, hidden), ACTIVATIONS[act](), nn.Dense(hidden, 4),
