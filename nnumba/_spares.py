@@ -6,7 +6,7 @@ page is faulted in at its first write: measured, 46 ms of a 3072-512-256-10
 network's one-epoch fit (20 MB) on this project's virtual machine, against 2-3 ms
 to copy into buffers already in use. A sweep, a cross-validation or a benchmark
 makes model after model of one shape, so the buffers of a model that is gone are
-kept here (at most SPARE_BYTES of them, the most recent first) and handed to the
+kept here (at most SPARE_BYTES of them; the oldest go first) and handed to the
 next snapshot of the same shape, dtype and backend. They never leave the
 snapshot, whose contents are written before they are read, so no model sees
 another's data.

@@ -93,7 +93,7 @@ class Optimizer:
     def _model(self):
         """The model this optimizer trains (None when none, or when it is gone): held by
         a weak reference, so that a model and its optimizer form no reference cycle and
-        a dropped model is freed at once (``model._spare_buffers``)."""
+        a dropped model is freed at once (``nnumba._spares``)."""
         ref = self.__dict__.get("_model_ref")
         return None if ref is None else ref()
 

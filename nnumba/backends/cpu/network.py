@@ -19,8 +19,8 @@ import numpy as np
 from numba import njit
 
 from ..codes import (ACT, B_OFF, COL, CROSS_ENTROPY, HAS_DENSE, HP_LR, HP_WEIGHT_DECAY, N_IN, N_OUT,
-                     RULE, STAT_LOSS, STAT_NORMS, STAT_STATUS, STATUS_GRADIENT, STATUS_LOSS,
-                     STATUS_OK, W_OFF)
+                     STAT_LOSS, STAT_NORMS, STAT_STATUS, STATUS_GRADIENT, STATUS_LOSS, STATUS_OK,
+                     W_OFF)
 from ..reference import network as _ref
 from ._config import (BLAS_THREADED_MIN_FLOPS, INLINE, KERNEL, OUTER_PARALLEL_MIN_SIZE,
                       OUTER_PRODUCT_MAX_ROWS, OUTER_PRODUCT_MIN_PARAMS, REDUCTION)
@@ -217,9 +217,8 @@ def outer_steps(blocks, params, grads, x, acts, deltas, opt, state, hp, t, norm,
             if outer_fn != 0 and w.shape[0] >= OUTER_PARALLEL_MIN_SIZE:
                 status = max(status, call_outer_step_at(outer_fn, (
                     w.ctypes.data, inp.ctypes.data, dz.ctypes.data, s0.ctypes.data,
-                    s1.ctypes.data, hp.ctypes.data, w.ctypes.data - params.ctypes.data
-                    + grads.ctypes.data, n, blocks[i, N_IN], blocks[i, N_OUT], t, coef,
-                    clip_value)))
+                    s1.ctypes.data, hp.ctypes.data, _weight_slice(blocks, i, grads).ctypes.data,
+                    n, blocks[i, N_IN], blocks[i, N_OUT], t, coef, clip_value)))
             else:
                 status = max(status, outer_product_step(
                     opt, w, inp, dz, coef, clip_value, s0, s1, hp, t,
@@ -311,12 +310,10 @@ def outer_step_address(blocks, params, few_rows, blas_threads, code):
     loop whose few-row batches step a W of at least OUTER_PARALLEL_MIN_SIZE elements
     on the fly while BLAS runs on one thread, so that the other cores are idle; 0
     (the serial step) otherwise, and on one Numba thread."""
-    if not few_rows or blas_threads != 1 or code == RULE or params.shape[0] < OUTER_PRODUCT_MIN_PARAMS:
+    if not few_rows or blas_threads != 1 or params.shape[0] < OUTER_PRODUCT_MIN_PARAMS:
         return 0
-    largest = max(int(n_in) * int(n_out) for has_dense, n_in, n_out in
-                  zip(blocks[:, HAS_DENSE], blocks[:, N_IN], blocks[:, N_OUT]) if has_dense)
     threads = numba.get_num_threads()
-    if threads < 2 or largest < OUTER_PARALLEL_MIN_SIZE:
+    if threads < 2 or largest_weights(blocks) < OUTER_PARALLEL_MIN_SIZE:
         return 0
     return builtin_outer_step(code, params.dtype, threads).address
 
@@ -349,12 +346,18 @@ def blas_thread_count(threads):
                 lib.set_num_threads(n)
 
 
+def largest_weights(blocks):
+    """The element count of the largest Dense block's W (plain Python over the block
+    table's rows: NumPy's masking costs more than a tiny fit's epoch can spare)."""
+    return max(int(n_in) * int(n_out) for has_dense, n_in, n_out in
+               zip(blocks[:, HAS_DENSE], blocks[:, N_IN], blocks[:, N_OUT]) if has_dense)
+
+
 def blas_threads(blocks, rows):
     """1 when the largest product of an iteration on ``rows`` rows is too small to
     share between threads (BLAS_THREADED_MIN_FLOPS), None (BLAS's default) otherwise
     or when every product runs as loops (``_matmul.loops_pay``), never reaching BLAS."""
-    weights = max(int(n_in) * int(n_out) for has_dense, n_in, n_out in
-                  zip(blocks[:, HAS_DENSE], blocks[:, N_IN], blocks[:, N_OUT]) if has_dense)
+    weights = largest_weights(blocks)
     if loops_pay(rows, weights, 1):
         return None
     return 1 if rows * weights < BLAS_THREADED_MIN_FLOPS else None

@@ -386,19 +386,19 @@ def _outer_step(code, wide, threads):
             x, dz = carray(_f32(x_address), (n, n_in)), carray(_f32(dz_address), (n, n_out))
         hp = carray(_f64(hp_address), N_HP)
         parts = min(threads, n_in)
-        status = np.zeros(parts, np.int64)
+        status = STATUS_OK
         # each part: a range of w's rows, and its own scratch row; the rows' steps are
-        # independent, so the bits are the serial step's
+        # independent, so the bits are the serial step's (the verdict: a max-reduction)
         for p in prange(parts):
             lo, hi = n_in * p // parts, n_in * (p + 1) // parts
             if wide:
                 scratch = carray(_f64(scratch_address + 8 * n_out * p), n_out)
             else:
                 scratch = carray(_f32(scratch_address + 4 * n_out * p), n_out)
-            status[p] = optim.outer_product_step(
+            status = max(status, optim.outer_product_step(
                 code, w[lo * n_out:hi * n_out], x[:, lo:hi], dz, coef, clip_value,
-                s0[lo * n_out:hi * n_out], s1[lo * n_out:hi * n_out], hp, t, scratch)
-        return status.max()
+                s0[lo * n_out:hi * n_out], s1[lo * n_out:hi * n_out], hp, t, scratch))
+        return status
 
     return outer_callback
 
