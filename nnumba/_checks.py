@@ -1,6 +1,7 @@
 """Argument checks shared by the public API: each raises at the call, naming the
 argument and what was expected (``TypeError`` for a wrong type, ``ValueError``
 for a wrong value), before any state is touched."""
+import math
 import numbers
 
 import numpy as np
@@ -21,7 +22,7 @@ def real(value, name, low=None, high=None, low_open=False, high_open=False):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
     value = float(value)
-    if not np.isfinite(value):
+    if not math.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value}")
     bad_low = low is not None and (value <= low if low_open else value < low)
     bad_high = high is not None and (value >= high if high_open else value > high)
@@ -82,6 +83,8 @@ def finite_as(a, name, dtype=None):
     finite float64 but inf in float32, so the check comes after the conversion."""
     a = np.asarray(a)
     finite(a, name)  # the caller's own NaN and inf are reported as theirs
+    if (dtype is None or a.dtype == dtype) and a.flags.c_contiguous:
+        return a  # (nothing to convert: the common case, without errstate's cost)
     with np.errstate(over="ignore"):
         converted = np.ascontiguousarray(a, dtype=dtype)
     if converted.dtype != a.dtype:
@@ -92,10 +95,13 @@ def finite_as(a, name, dtype=None):
 def finite(a, name, dtype=None):
     """Refuse NaN or inf, saying which and where the first one is; ``dtype`` names the
     type a value overflowed in when converted."""
-    if np.issubdtype(a.dtype, np.floating) and a.size:
-        # min and max propagate NaN and show inf, with no temporary array: the check
-        # of a large data set costs two reads of it, not a boolean copy of it
-        if np.isfinite(a.min()) and np.isfinite(a.max()):
+    if a.dtype.kind == "f" and a.size:
+        # a sum propagates NaN and shows inf, with no temporary array: the check of a
+        # large data set costs one read of it, not a boolean copy of it (a sum that
+        # overflows, or meets both infinities, is looked at element by element below)
+        with np.errstate(over="ignore", invalid="ignore"):
+            total = a.sum()
+        if math.isfinite(total):
             return
         bad = ~np.isfinite(a)
         if bad.any():

@@ -87,13 +87,10 @@ class _MLPWorkspace:
 
     def __init__(self, memory, plan, rows, dtype):
         self.rows = rows
-        self.xb = memory.zeros((rows, plan.n_in), dtype)
-        self.tb = memory.zeros((rows, plan.n_out), dtype)
-        self.lb = memory.zeros(rows, np.int64)
-        self.wb = memory.zeros(rows, dtype)
-        self.acts = memory.zeros(rows * plan.mlp_width, dtype)
-        self.deltas = memory.zeros(rows * plan.mlp_width, dtype)
-        self.result = memory.zeros(2, np.float64)
+        self.xb, self.tb, self.lb, self.wb, self.acts, self.deltas, self.result = \
+            memory.zeros_many((((rows, plan.n_in), dtype), ((rows, plan.n_out), dtype),
+                               (rows, np.int64), (rows, dtype), (rows * plan.mlp_width, dtype),
+                               (rows * plan.mlp_width, dtype), (2, np.float64)))
 
 
 class OpLoop:
@@ -137,14 +134,12 @@ class OpLoop:
 
     def workspace(self, rows, dtype):
         plan, memory = self.plan, self.memory
-        ws = Workspace(
-            memory.zeros((rows, plan.n_in), dtype), memory.zeros((rows, plan.n_out), dtype),
-            memory.zeros(rows, np.int64), memory.zeros(rows * plan.width, dtype),
-            memory.zeros(rows * plan.width, dtype), memory.zeros(rows * plan.cache_width, dtype),
-            memory.zeros(max(rows * plan.icache_width, 1), np.int64),
-            memory.zeros(max(rows * plan.scratch_width, 1), dtype),
-            memory.zeros(max(plan.n_buffers, 1), dtype), memory.zeros(2, np.float64),
-            memory.zeros(rows, dtype))
+        ws = Workspace(*memory.zeros_many((
+            ((rows, plan.n_in), dtype), ((rows, plan.n_out), dtype), (rows, np.int64),
+            (rows * plan.width, dtype), (rows * plan.width, dtype),
+            (rows * plan.cache_width, dtype), (max(rows * plan.icache_width, 1), np.int64),
+            (max(rows * plan.scratch_width, 1), dtype), (max(plan.n_buffers, 1), dtype),
+            (2, np.float64), (rows, dtype))))
         return _OpWorkspace(rows, ws)
 
     def train_batches(self, model, data, n_rows, batch_size, first, n_iter, ws, stats, clip, mode,
@@ -196,18 +191,18 @@ _announced = set()
 def announce_compile(loop, dtype, verbose):
     """Say once per process and kind of loop that its first call compiles (or loads from
     Numba's cache), instead of a silent stall: for verbose >= 1 on the compiled backends."""
-    lstm = loop.__dict__.get("_has_lstm")
-    if lstm is None:  # (read once per loop: a fit's checks cost more than a tiny epoch)
+    keys = loop.__dict__.setdefault("_announce_keys", {})  # per dtype, made once per loop
+    key = keys.get(dtype)  # (a fit's checks cost more than a tiny epoch)
+    if key is None:
         plan = getattr(loop, "plan", None)
-        lstm = loop._has_lstm = plan is not None and bool(
-            np.any(plan.ops[:, codes.OP_KIND] == codes.OP_LSTM))
-    key = (loop.backend.name, type(loop).__name__, np.dtype(dtype).name, lstm)
+        lstm = plan is not None and bool(codes.OP_LSTM in plan.ops[:, codes.OP_KIND])
+        key = keys[dtype] = (loop.backend.name, type(loop).__name__, np.dtype(dtype).char, lstm)
     if verbose and loop.backend.name != "numpy" and key not in _announced:
         what = "the MLP loop" if isinstance(loop, MLPLoop) else "the op-table loop"
         # (measured, empty cache: an MLP 9-10 s, a CNN 14 s, a small LSTM model 82 s: its
         # parallel regions, backends/cpu/recurrent.py)
-        wait = "about 1-1.5 min" if lstm and loop.backend.name == "cpu" else "about 10-15 s"
-        print(f"nnumba: compiling {what} for {key[2]} on {key[0]} (first run only: {wait}; "
+        wait = "about 1-1.5 min" if key[3] and loop.backend.name == "cpu" else "about 10-15 s"
+        print(f"nnumba: compiling {what} for {np.dtype(dtype).name} on {key[0]} (first run only: {wait}; "
               f"later runs load it from Numba's cache)", flush=True)
     _announced.add(key)
 

@@ -160,13 +160,14 @@ class CrossEntropy(Loss):
             raise ValueError(f"{name} must be a 1-D array of integer class labels, got shape {y.shape}")
         if y.shape[0] != n_samples:
             raise ValueError(f"X has {n_samples} samples but {name} has {y.shape[0]}")
-        if np.issubdtype(y.dtype, np.floating):
+        if y.dtype.kind == "f":
             _checks.finite(y, name)
             if np.any(y != np.round(y)):
                 raise ValueError(f"{name} must hold integer class labels, found {y[y != np.round(y)][0]!r}")
-        elif not np.issubdtype(y.dtype, np.integer):
+        elif y.dtype.kind not in "iu":
             raise TypeError(f"{name} must hold integer class labels, got dtype {y.dtype}")
-        if y.size:  # range-checked before the conversion: 1e20 would wrap around in int64
+        # range-checked before the conversion: 1e20 would wrap around in int64
+        if y.size and (y.min() < 0 or y.max() >= n_out):
             bad = np.flatnonzero((y < 0) | (y >= n_out))
             if bad.size:
                 raise ValueError(f"{name}: labels must be in [0, {n_out}), found {y[bad[0]]} "

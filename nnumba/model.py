@@ -796,8 +796,7 @@ class Sequential:
 
     def _check_batchnorm_rows(self, sizes):
         """BatchNorm's batch statistics need at least 2 values per channel (as torch)."""
-        bn = self.plan.batchnorm_buffers()
-        if bn:
+        if self.plan.n_buffers and self.plan.batchnorm_buffers():  # (only BatchNorm has buffers)
             steps = self.plan.ops[self.plan.ops[:, codes.OP_KIND] == codes.OP_BATCHNORM][:, codes.OP_STEPS_IN]
             rows = int(min(sizes))
             smallest = rows * int(steps.min())
@@ -863,12 +862,19 @@ def _distributed_facts(model, n, batch_size, epochs, initial_epoch, shuffle, dro
             "the clipping": str(clip)}
 
 
+_IN_DTYPE_PASSED = set()  # (dtype, numeric hyperparameters) that _check_in_dtype passed
+
+
 def _check_in_dtype(optimizer, dtype):
     """Refuse hyperparameters that are finite as Python floats but not in the model's
-    dtype (lr=1e39 is inf in float32), and eps that a float32 model would round to 0."""
-    for name, value in optimizer.hyperparameters().items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            continue
+    dtype (lr=1e39 is inf in float32), and eps that a float32 model would round to 0.
+    (Remembers what passed: the casts cost more than a tiny model's epoch can spare.)"""
+    numbers = tuple((name, value) for name, value in optimizer.hyperparameters().items()
+                    if isinstance(value, (int, float)) and not isinstance(value, bool))
+    key = (dtype.char, numbers)
+    if key in _IN_DTYPE_PASSED:
+        return
+    for name, value in numbers:
         with np.errstate(over="ignore", under="ignore"):
             cast = dtype.type(value)
         if not math.isfinite(cast):
@@ -877,6 +883,9 @@ def _check_in_dtype(optimizer, dtype):
         if name == "eps" and cast == 0:
             raise ValueError(f"eps={value:g} is 0 in {dtype.name}, the model's dtype, and eps "
                              f"divides: use at least {np.finfo(dtype).tiny:.3g}")
+    if len(_IN_DTYPE_PASSED) >= 1024:
+        _IN_DTYPE_PASSED.clear()
+    _IN_DTYPE_PASSED.add(key)
 
 
 _HOOKS = {"on_train_begin": 1, "on_epoch_begin": 2, "on_epoch_end": 2, "on_train_end": 1}

@@ -201,3 +201,33 @@ def test_batch_size_above_n_is_capped_at_n():
     h = model.fit(X_OK, Y_OK, batch_size=1000, drop_last=True)
     # batch_size is capped at N (as Keras does), so one full batch remains
     assert h.iterations_per_epoch == 1 and h.batch_size == 64
+
+
+def test_the_finiteness_check_reads_a_sum_and_looks_closer_when_it_overflows():
+    """X's NaN/inf check is one sum; a sum that overflows (finite values near the dtype's
+    limit) or meets both infinities (inf - inf is NaN) is decided element by element."""
+    from nnumba import _checks
+
+    huge = np.full(8, 3e38, np.float32)  # finite, but their sum is inf in float32
+    _checks.finite(huge, "X")
+    assert _checks.finite_as(huge, "X", np.float32) is huge  # no copy when nothing converts
+    both = huge.copy()
+    both[2], both[5] = np.inf, -np.inf
+    with pytest.raises(ValueError, match=r"0 NaN, 2 inf; first at index 2"):
+        _checks.finite(both, "X")
+    with pytest.raises(ValueError, match=r"X contains NaN \(1 NaN, 0 inf; first at index 3\)"):
+        _checks.finite(np.where(np.arange(8) == 3, np.nan, 1.0), "X")
+
+
+def test_a_hyperparameter_changed_after_a_fit_is_checked_again_in_the_models_dtype():
+    """The dtype check of the hyperparameters remembers what passed, keyed by their
+    values: lr set to 1e39 (inf in float32) after a good fit is still refused."""
+    model = model_4_to_10()
+    model.fit(X_OK, Y_OK, epochs=1)
+    before = snapshot(model)
+    model.optimizer.lr = 1e39
+    with pytest.raises(ValueError, match=r"lr=1e\+39 is not finite in float32"):
+        model.fit(X_OK, Y_OK, epochs=1)
+    assert_unchanged(model, before)
+    model.optimizer.lr = 0.01
+    model.fit(X_OK, Y_OK, epochs=1)

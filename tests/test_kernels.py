@@ -350,3 +350,23 @@ def test_borrowed_views_are_the_sliced_views():
         assert strides == expected[5:17].reshape(3, 4).strides
         np.testing.assert_array_equal(f, expected[7:13])
         assert empty == 0
+
+
+@pytest.mark.parametrize("backend", [REF, CPU])
+def test_zeros_many_makes_separate_zeroed_arrays(backend):
+    """A workspace's arrays from one allocation: the shapes and dtypes asked for, all
+    zero, each on a 64-byte boundary (cpu), and writing one touches no other."""
+    specs = [((3, 5), np.float32), (7, np.int64), ((0,), np.float64), ((2, 1), np.float64),
+             (13, np.float32)]
+    arrays = backend.memory.zeros_many(specs)
+    assert [(a.shape, a.dtype) for a in arrays] == [
+        ((3, 5), np.float32), ((7,), np.int64), ((0,), np.float64), ((2, 1), np.float64),
+        ((13,), np.float32)]
+    for a in arrays:
+        assert a.flags.c_contiguous and not a.any()
+        if backend is CPU and a.size:
+            assert a.ctypes.data % 64 == 0
+    for k, a in enumerate(arrays):
+        a[...] = k + 1
+    for k, a in enumerate(arrays):
+        assert (a == k + 1).all()

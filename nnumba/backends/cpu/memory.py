@@ -13,7 +13,7 @@ import numpy as np
 
 from ..reference.memory import asarray, copy_from_host, copy_into, to_backend, to_host
 
-__all__ = ["empty", "zeros", "to_backend", "asarray", "to_host", "copy_from_host", "copy_into"]
+__all__ = ["empty", "zeros", "zeros_many", "to_backend", "asarray", "to_host", "copy_from_host", "copy_into"]
 
 ALIGNMENT = 64
 
@@ -36,3 +36,21 @@ def zeros(shape, dtype):
     out = empty(shape, dtype)
     out[...] = 0
     return out
+
+
+def zeros_many(specs):
+    """New zero-filled arrays of the (shape, dtype) pairs ``specs``, each ALIGNMENT-byte
+    aligned, carved out of one allocation: a workspace's dozen arrays cost one
+    allocation and one zeroing pass instead of a dozen of each (about 4 us each, a
+    tenth of a tiny model's fit)."""
+    layout, nbytes = [], 0
+    for shape, dtype in specs:
+        dtype = np.dtype(dtype)
+        shape = (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(map(int, shape))
+        size = math.prod(shape) * dtype.itemsize
+        layout.append((nbytes, size, shape, dtype))
+        nbytes += -(-size // ALIGNMENT) * ALIGNMENT
+    raw = np.zeros(nbytes + ALIGNMENT, np.uint8)
+    start = -raw.__array_interface__["data"][0] % ALIGNMENT
+    return [raw[start + at:start + at + size].view(dtype).reshape(shape)
+            for at, size, shape, dtype in layout]

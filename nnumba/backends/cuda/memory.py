@@ -6,7 +6,7 @@ transfer between host and device happens here or in a kernel module's host
 wrapper. Zero-size arrays work (numba gives them a null pointer; no kernel is
 ever launched over them).
 
-Besides the public six, ``flat`` views a contiguous device array as 1-D, and
+Besides the public functions, ``flat`` views a contiguous device array as 1-D, and
 ``scratch`` hands out cached device buffers for the kernels' intermediate
 results (partial sums, split-K slices), so no allocation happens per call.
 """
@@ -26,6 +26,11 @@ def empty(shape, dtype):
 def zeros(shape, dtype):
     """A new zero-filled device array."""
     return cuda.to_device(np.zeros(shape, np.dtype(dtype)))
+
+
+def zeros_many(specs):
+    """New zero-filled device arrays of the (shape, dtype) pairs ``specs``."""
+    return [zeros(shape, dtype) for shape, dtype in specs]
 
 
 def to_backend(a):

@@ -16,6 +16,11 @@ def zeros(shape, dtype):
     return np.zeros(shape, dtype)
 
 
+def zeros_many(specs):
+    """New zero-filled backend arrays of the (shape, dtype) pairs ``specs``."""
+    return [zeros(shape, dtype) for shape, dtype in specs]
+
+
 def to_backend(a):
     """A backend copy of the host array a (C-contiguous)."""
     return np.array(a, order="C", copy=True)
