@@ -114,4 +114,4 @@ def test_a_model_compiles_only_the_kinds_it_uses(kind):
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report["compiled"] == []
-    assert report["callbacks"] == ["('loss', 2, False, 'float32')", "('step', 3, 'float32')"]
+    assert report["callbacks"] == ["('loss', 2, False, 'float32')", "('step', 3, 'float32', 1)"]

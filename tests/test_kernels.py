@@ -370,3 +370,65 @@ def test_zeros_many_makes_separate_zeroed_arrays(backend):
         a[...] = k + 1
     for k, a in enumerate(arrays):
         assert (a == k + 1).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(13, 70, 37), (8, 33, 64), (3, 5, 17), (64, 40, 129)])
+def test_parallel_products_callback_equals_the_serial_tiled_products(dtype, shape):
+    """rules.builtin_products: a @ b, a^T @ b and a @ b^T with out's rows split across
+    threads (ragged last tiles, a part count that does not divide the rows) give the
+    serial register-tiled products' bits, and the products within rounding."""
+    from nnumba.backends.cpu import _tiles, rules
+
+    n, k, m = shape
+    rng = np.random.default_rng(n + k + m)
+    a, b = rand(rng, (n, k), dtype), rand(rng, (k, m), dtype)
+    at, bt = rand(rng, (k, n), dtype), rand(rng, (m, k), dtype)
+    serial = {kind: np.zeros((n, m), dtype) for kind in "nn tn nt".split()}
+    _tiles.tiled_matmul(a, b, serial["nn"], False)
+    _tiles.tiled_matmul_tn_steps(at, b, serial["tn"], k, 0, 1, False)
+    _tiles.tiled_matmul_nt(a, bt, serial["nt"], False)
+    exact = {"nn": a.astype(np.float64) @ b, "tn": at.T.astype(np.float64) @ b,
+             "nt": a.astype(np.float64) @ bt.T}
+    operands = {"nn": (a, b, rules.PRODUCT_NN), "tn": (at, b, rules.PRODUCT_TN),
+                "nt": (a, bt, rules.PRODUCT_NT)}
+    # (2 threads, as the training loop on this project's machines; and 3, a part count
+    # that does not divide the tiles, once: each callback compiles for seconds)
+    for threads in (2, 3) if dtype == np.float32 else (2,):
+        callback = rules.builtin_products(dtype, threads)
+        for kind, (x, w, code) in operands.items():
+            out = np.full((n + 1, m), 7.0, dtype)  # a sentinel row after out
+            assert callback.ctypes(x.ctypes.data, w.ctypes.data, out.ctypes.data, code, n, k, m) == 0
+            np.testing.assert_array_equal(out[:n], serial[kind])
+            assert (out[n] == 7.0).all()
+            np.testing.assert_allclose(out[:n], exact[kind], **tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("opt", [codes.SGD, codes.MOMENTUM, codes.RMSPROP, codes.ADAM])
+def test_parallel_step_callback_equals_the_serial_one(dtype, opt):
+    """rules.builtin_step with threads > 1 (parts of PARALLEL_STEP_MIN_PART elements or
+    more): the serial callback's bits and verdict, also when one part overflows."""
+    from nnumba.backends.cpu import rules
+    from nnumba.backends.cpu._config import PARALLEL_STEP_MIN_PART
+
+    n = 2 * PARALLEL_STEP_MIN_PART + 5
+    rng = np.random.default_rng(opt)
+    hp = np.zeros(codes.N_HP)
+    hp[[codes.HP_LR, codes.HP_BETA1, codes.HP_BETA2, codes.HP_EPS]] = 0.01, 0.9, 0.999, 1e-7
+    for blow_up in (False, True):
+        w, g = rand(rng, n, dtype), rand(rng, n, dtype)
+        state = np.abs(rand(rng, (2, n), dtype))
+        if blow_up:
+            w[n - 3], g[n - 3] = np.finfo(dtype).max, -np.finfo(dtype).max  # the last part's
+            # update overflows
+        runs = []
+        for threads in (1, 2):
+            w2, s2 = w.copy(), state.copy()
+            status = rules.builtin_step(opt, dtype, threads).ctypes(
+                w2.ctypes.data, g.ctypes.data, s2.ctypes.data, hp.ctypes.data, n, 5)
+            runs.append((status, w2, s2))
+        assert runs[0][0] == runs[1][0] == (codes.STATUS_OK if not blow_up else runs[0][0])
+        assert not blow_up or runs[0][0] != codes.STATUS_OK
+        np.testing.assert_array_equal(runs[0][1], runs[1][1])
+        np.testing.assert_array_equal(runs[0][2], runs[1][2])

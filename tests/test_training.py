@@ -328,6 +328,65 @@ def test_cpu_parallel_on_the_fly_step_is_the_serial_one(monkeypatch):
     np.testing.assert_array_equal(runs[0][2], runs[1][2])
 
 
+def _tiled_model(backend="cpu", dtype="float64", lr=0.01):
+    """A network whose first product at 32 rows takes the parallel tiled products
+    (network.products_address): 32 x 256 x 256 multiply-adds."""
+    model = nn.Sequential([nn.Dense(256, 256), nn.ReLU(), nn.Dense(256, 10)], backend=backend,
+                          dtype=dtype, seed=0)
+    model.compile("cross_entropy", nn.optim.Adam(lr=lr))
+    return model
+
+
+def test_cpu_tiled_products_path_trains_as_the_reference(monkeypatch):
+    """Batches of 8-64 rows with large products run them on Numba's threads (the
+    register-tiled products and a parallel optimizer step): the NumPy reference's
+    training to float64 rounding, the BLAS path's likewise, and bit for bit the same
+    from run to run; a last batch of 5 rows (below TILED_MIN_ROWS) takes BLAS."""
+    import numba
+
+    from nnumba.backends.cpu import network
+
+    if numba.get_num_threads() < 2:
+        pytest.skip("one Numba thread: the tiled products are never chosen")
+    X, y = toy_data("cross_entropy", n=101, n_in=256)
+    y = y % 10
+    blocks = _tiled_model()._loop.plan.blocks
+    assert network.products_address(blocks, np.dtype(np.float64), 32, True)
+    assert not network.products_address(blocks, np.dtype(np.float64), 32, False)  # MPI ranks
+    assert not network.products_address(blocks, np.dtype(np.float64), 128, True)
+    runs = {}
+    for name in ("tiled", "tiled again", "blas", "reference"):
+        if name == "blas":
+            monkeypatch.setattr(network, "products_address", lambda *args: 0)
+        model = _tiled_model("numpy" if name == "reference" else "cpu")
+        h = model.fit(X, y, epochs=2, batch_size=32, shuffle=True, record_grad_norms="iteration")
+        runs[name] = (model.get_weights(), model.optimizer.state.copy(), h.grad_norms_per_iteration)
+    for a, b in zip(runs["tiled"][0] + [runs["tiled"][1], runs["tiled"][2]],
+                    runs["tiled again"][0] + [runs["tiled again"][1], runs["tiled again"][2]]):
+        np.testing.assert_array_equal(a, b)
+    for other in ("blas", "reference"):
+        for a, b in zip(runs["tiled"][0], runs[other][0]):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(runs["tiled"][2], runs[other][2], rtol=1e-10)
+
+
+def test_cpu_tiled_products_path_keeps_the_last_good_step_on_divergence():
+    """A fit on the tiled path whose first update overflows (the parallel step's verdict)
+    stops there and keeps the weights from before it."""
+    import numba
+
+    if numba.get_num_threads() < 2:
+        pytest.skip("one Numba thread: the tiled products are never chosen")
+    X, y = toy_data("cross_entropy", n=96, n_in=256)
+    X, y = (X * 1e18).astype(np.float32), y % 10
+    model = _tiled_model(dtype="float32", lr=1e30)
+    with pytest.raises(nn.NonFiniteError) as error:
+        model.fit(X, y, epochs=3, batch_size=32, shuffle=False)
+    assert error.value.kind == "update" and model.optimizer.t == 0
+    assert_replays_to_the_last_good_step(model, lambda: _tiled_model(dtype="float32", lr=1e30),
+                                         X, y, 32)
+
+
 def test_blas_thread_limit_reaches_the_blas_that_numba_calls():
     """The cpu loop limits BLAS threads through threadpoolctl, which sees only the
     libraries loaded when its controller is made: the controller must include SciPy's

@@ -53,3 +53,16 @@ OUTER_PARALLEL_MIN_SIZE = 1 << 18
 # 50M multiply-adds, 1.3 ms on one thread, 0.8 ms on two; 2x3072 @ 3072x512,
 # 3.1M, 0.33 ms and 0.23 ms).
 BLAS_THREADED_MIN_FLOPS = 1 << 21
+# The MLP loop's products of batches of TILED_MIN_ROWS to TILED_MAX_ROWS rows with at
+# least BLAS_THREADED_MIN_FLOPS multiply-adds run on Numba's threads as register-tiled
+# products (``network.products_address``), and BLAS's smaller ones on one thread:
+# measured, 32 x 3072 @ 3072 x 512 on two threads in 593 us, against OpenBLAS's 905-945
+# (it packs all of W at every call, which a few rows do not amortise). At 256 rows
+# OpenBLAS runs near the machine's peak, and below 8 rows BLAS on one thread (or the
+# on-the-fly step) wins.
+TILED_MIN_ROWS = 8
+TILED_MAX_ROWS = 64
+# In such a loop the optimizer step runs on Numba's threads too, in parts of at least
+# PARALLEL_STEP_MIN_PART elements (``rules.builtin_step``): their threads are awake
+# there, while BLAS's sleep.
+PARALLEL_STEP_MIN_PART = 1 << 16

@@ -373,3 +373,25 @@ def tiled_matmul_tn_steps(a, b, out, rows, stride, steps, accumulate):
     if m_full < m:
         for i in range(n):
             _tn_edge(a, b, out, i, m_full, accumulate, m - m_full, rows, stride, steps)
+
+
+@njit(**KERNEL)
+def tiled_matmul_tn_rows(a, b, out, lo, hi):
+    """out[lo:hi] = (a^T @ b)[lo:hi]; a (K, n), b (K, m), out (n, m): the rows lo, ...,
+    hi - 1 of a^T @ b, the same bits as ``tiled_matmul_tn_steps`` (one step) gives them,
+    so that threads can share out's rows (``rules.builtin_products``)."""
+    m = out.shape[1]
+    k_rows = a.shape[0]
+    lanes = 64 // a.itemsize
+    cols = NN_VECTORS * lanes
+    full = lo + (hi - lo) - (hi - lo) % NN_ROWS
+    m_full = m - m % cols
+    for j0 in range(0, m_full, cols):
+        for i0 in range(lo, full, NN_ROWS):
+            _tn_tile(a, b, out, i0, j0, False, lanes, k_rows, 0, 1)
+    for i in range(full, hi):
+        for j0 in range(0, m_full, cols):
+            _tn_edge(a, b, out, i, j0, False, cols, k_rows, 0, 1)
+    if m_full < m:
+        for i in range(lo, hi):
+            _tn_edge(a, b, out, i, m_full, False, m - m_full, k_rows, 0, 1)

@@ -23,17 +23,19 @@ from ..codes import (ACT, B_OFF, COL, CROSS_ENTROPY, HAS_DENSE, HP_LR, HP_WEIGHT
                      W_OFF)
 from ..reference import network as _ref
 from ._config import (BLAS_THREADED_MIN_FLOPS, INLINE, KERNEL, OUTER_PARALLEL_MIN_SIZE,
-                      OUTER_PRODUCT_MAX_ROWS, OUTER_PRODUCT_MIN_PARAMS, REDUCTION)
+                      OUTER_PRODUCT_MAX_ROWS, OUTER_PRODUCT_MIN_PARAMS, REDUCTION, TILED_MAX_ROWS,
+                      TILED_MIN_ROWS)
 from ._matmul import loops_pay
 from ._views import flat_view, rows_view
-from .activations import activation_backward, activation_forward
+from .activations import activation_backward, activation_forward, bias_activation_forward
 from .dense import column_sums, dense_backward, dense_backward_input, dense_forward
 from .elementwise import copy
 from .gradients import apply_weight_decay, clip_by_norm, clip_by_value, sum_of_squares
 from .losses import loss_forward_backward
 from .optim import outer_product_step, state_rows, step_serial
-from .rules import (builtin_loss, builtin_outer_step, builtin_step, call_loss_at,
-                    call_outer_step_at, call_reduce_at, call_step_at)
+from .rules import (PRODUCT_NN, PRODUCT_NT, PRODUCT_TN, builtin_loss, builtin_outer_step,
+                    builtin_products, builtin_step, call_loss_at, call_outer_step_at,
+                    call_products_at, call_reduce_at, call_step_at)
 
 
 # Python callers (the model) get the reference's NumPy views; the jitted code below uses
@@ -70,16 +72,45 @@ def _bias_view(blocks, i, flat):
     return flat_view(flat, 0, 0) if off < 0 else flat_view(flat, off, blocks[i, N_OUT])
 
 
+@njit(**INLINE)
+def tiles_pay(n, k, m):
+    """True when a product of n rows and n k m multiply-adds goes to the parallel
+    register-tiled products (``rules.builtin_products``) in a loop that has them: at
+    least TILED_MIN_ROWS rows and BLAS_THREADED_MIN_FLOPS multiply-adds (smaller ones
+    do not pay for the second thread)."""
+    return n >= TILED_MIN_ROWS and n * k * m >= BLAS_THREADED_MIN_FLOPS
+
+
+@njit(**INLINE)
+def call_products(products, kind, a, b, out, n, k, m):
+    """The products callback at address ``products`` (``rules.builtin_products``)."""
+    call_products_at(products, (a.ctypes.data, b.ctypes.data, out.ctypes.data, kind, n, k, m))
+
+
 @njit(**KERNEL)
 def forward(blocks, alphas, params, x, acts):
     """Run the network on x (n rows); block i's output lands in its view of acts."""
+    _forward(blocks, alphas, params, x, acts, 0)
+
+
+@njit(**KERNEL)
+def _forward(blocks, alphas, params, x, acts, products):
+    """forward; the large products on Numba's threads through the callback at address
+    ``products`` (``tiles_pay``), unless it is 0."""
     rows, n = _workspace_rows(blocks, acts), x.shape[0]
     inp = x
     for i in range(blocks.shape[0]):
         out = _block_view(blocks, i, acts, rows, n)
         if blocks[i, HAS_DENSE]:
-            dense_forward(inp, _weight_view(blocks, i, params), _bias_view(blocks, i, params),
-                          blocks[i, ACT], alphas[i], out)
+            k, m = blocks[i, N_IN], blocks[i, N_OUT]
+            if products != 0 and tiles_pay(n, k, m):
+                call_products(products, PRODUCT_NN, inp, _weight_view(blocks, i, params), out,
+                              n, k, m)
+                bias_activation_forward(blocks[i, ACT], alphas[i], _bias_view(blocks, i, params),
+                                        out)
+            else:
+                dense_forward(inp, _weight_view(blocks, i, params), _bias_view(blocks, i, params),
+                              blocks[i, ACT], alphas[i], out)
         else:
             activation_forward(blocks[i, ACT], alphas[i], inp, out)
         inp = out  # views cost more than a tiny layer's arithmetic: each is made once
@@ -89,13 +120,14 @@ def forward(blocks, alphas, params, x, acts):
 def backward(blocks, alphas, params, grads, x, acts, deltas):
     """Back-propagate: on entry the last block's view of deltas holds dL/d(output);
     on return grads holds dL/dparams (deltas is used as scratch)."""
-    _backward(blocks, alphas, params, grads, x, acts, deltas, True)
+    _backward(blocks, alphas, params, grads, x, acts, deltas, True, 0)
 
 
 @njit(**KERNEL)
-def _backward(blocks, alphas, params, grads, x, acts, deltas, weight_grads):
+def _backward(blocks, alphas, params, grads, x, acts, deltas, weight_grads, products):
     """backward; with weight_grads False the weight gradients x^T dz are not formed
-    (each block's view of deltas keeps its dz = dL/d(pre-activation) for the caller)."""
+    (each block's view of deltas keeps its dz = dL/d(pre-activation) for the caller);
+    the large products through the callback at ``products`` as in ``_forward``."""
     rows, n = _workspace_rows(blocks, acts), x.shape[0]
     last = blocks.shape[0] - 1
     y = _block_view(blocks, last, acts, rows, n)
@@ -104,7 +136,14 @@ def _backward(blocks, alphas, params, grads, x, acts, deltas, weight_grads):
         # block i - 1's views, carried over as block i's input and input gradient
         inp = x if i == 0 else _block_view(blocks, i - 1, acts, rows, n)
         dinp = dy if i == 0 else _block_view(blocks, i - 1, deltas, rows, n)
-        if blocks[i, HAS_DENSE] and weight_grads:
+        k, m = blocks[i, N_IN], blocks[i, N_OUT]
+        tiled = products != 0 and tiles_pay(n, k, m)
+        if blocks[i, HAS_DENSE] and weight_grads and tiled:
+            activation_backward(blocks[i, ACT], alphas[i], y, dy)
+            call_products(products, PRODUCT_TN, inp, dy, _weight_view(blocks, i, grads), k, n, m)
+            if blocks[i, B_OFF] >= 0:
+                column_sums(dy, _bias_view(blocks, i, grads))
+        elif blocks[i, HAS_DENSE] and weight_grads:
             dense_backward(inp, y, blocks[i, ACT], alphas[i], dy,
                            _weight_view(blocks, i, grads), _bias_view(blocks, i, grads))
         else:
@@ -112,7 +151,10 @@ def _backward(blocks, alphas, params, grads, x, acts, deltas, weight_grads):
             if blocks[i, HAS_DENSE] and blocks[i, B_OFF] >= 0:
                 column_sums(dy, _bias_view(blocks, i, grads))
         if i > 0:
-            if blocks[i, HAS_DENSE]:
+            if blocks[i, HAS_DENSE] and tiled:
+                call_products(products, PRODUCT_NT, dy, _weight_view(blocks, i, params), dinp,
+                              n, m, k)
+            elif blocks[i, HAS_DENSE]:
                 dense_backward_input(dy, _weight_view(blocks, i, params), dinp)
             else:
                 copy(dy, dinp)  # a loop: slice assignment compiles numba's shape-error messages (~3 s)
@@ -134,7 +176,7 @@ def _loss_and_gradients(blocks, alphas, params, grads, loss, x, target, labels, 
     forward(blocks, alphas, params, x, acts)
     loss_forward_backward(loss, _block_view(blocks, last, acts, rows, n), target, labels,
                           _block_view(blocks, last, deltas, rows, n), result)
-    _backward(blocks, alphas, params, grads, x, acts, deltas, weight_grads)
+    _backward(blocks, alphas, params, grads, x, acts, deltas, weight_grads, 0)
 
 
 @njit(**KERNEL)
@@ -294,13 +336,16 @@ def train_batches(plan, params, grads, loss, data, n_rows, batch_size, first, n_
                                  or 0 < last <= OUTER_PRODUCT_MAX_ROWS)
     weights = data.weights if data.weights.shape[0] else None  # None: not even compiled
     comm = by_address(comm)
-    threads = blas_threads(blocks, batch_size)
+    products = products_address(blocks, params.dtype, batch_size, comm is None)
+    # (with the products on Numba's threads, BLAS's small ones run on one thread: its
+    # pool, spinning after a product, would take the other core from Numba's)
+    threads = 1 if products else blas_threads(blocks, batch_size)
     args = (blocks, plan.alphas, params, grads, loss, data.X, data.T, data.labels, data.order,
             weights, n_rows, batch_size, first, n_iter, opt.code, opt.state, opt.hp, opt.t,
             opt.clip_norm, opt.clip_value, *ws, stats, True if few_rows else None, opt.lrs,
             comm, builtin_loss(loss, weights is not None, params.dtype).address,
-            builtin_step(opt.code, params.dtype).address,
-            outer_step_address(blocks, params, few_rows, threads, opt.code))
+            builtin_step(opt.code, params.dtype, numba.get_num_threads() if products else 1).address,
+            outer_step_address(blocks, params, few_rows, threads, opt.code), products)
     with blas_thread_count(threads):
         return _train_batches(*args)
 
@@ -316,6 +361,20 @@ def outer_step_address(blocks, params, few_rows, blas_threads, code):
     if threads < 2 or largest_weights(blocks) < OUTER_PARALLEL_MIN_SIZE:
         return 0
     return builtin_outer_step(code, params.dtype, threads).address
+
+
+def products_address(blocks, dtype, batch_size, alone):
+    """The address of the parallel products (``rules.builtin_products``) for a loop of
+    batches of ``batch_size`` rows whose largest product they take (``tiles_pay``): at
+    most TILED_MAX_ROWS rows (beyond, BLAS's packed kernels run near the machine's peak),
+    on at least two Numba threads, not data-parallel (``alone``; its ranks' threads
+    share the machine); 0 otherwise."""
+    if not alone or not TILED_MIN_ROWS <= batch_size <= TILED_MAX_ROWS:
+        return 0
+    if batch_size * largest_weights(blocks) < BLAS_THREADED_MIN_FLOPS:
+        return 0
+    threads = numba.get_num_threads()
+    return 0 if threads < 2 else builtin_products(dtype, threads).address
 
 
 def by_address(comm):
@@ -445,7 +504,8 @@ def call_step(step_fn, params, grads, state, hp, t):
 @njit(**KERNEL)
 def _train_batches(blocks, alphas, params, grads, loss, X, T, labels, order, weights, n_rows,
                    batch_size, first, n_iter, opt, state, hp, t, clip_norm, clip_value, xb, tb, lb,
-                   acts, deltas, wb, stats, few_rows_paths, lrs, comm, loss_fn, step_fn, outer_fn):
+                   acts, deltas, wb, stats, few_rows_paths, lrs, comm, loss_fn, step_fn, outer_fn,
+                   products):
     """The loop; ``few_rows_paths`` is None when no batch has OUTER_PRODUCT_MAX_ROWS rows
     or fewer: Numba then prunes the branches of such batches (``is None`` on an
     argument is decided at compile time), so their kernels are not even compiled
@@ -454,7 +514,8 @@ def _train_batches(blocks, alphas, params, grads, loss, X, T, labels, order, wei
     The loss and the optimizer step are C callbacks (``rules``): the loop is the
     same compiled code for all of them. ``outer_fn`` is the address of the parallel
     on-the-fly step of large weight matrices, 0 for the serial one
-    (``outer_step_address``)."""
+    (``outer_step_address``); ``products`` that of the parallel products, 0 for BLAS
+    and loops (``products_address``)."""
     scratch = np.zeros(1)
     # (weight decay needs each weight gradient whole: no on-the-fly step then; nor does
     # the allreduce)
@@ -492,7 +553,7 @@ def _train_batches(blocks, alphas, params, grads, loss, X, T, labels, order, wei
         on_the_fly = outer and few_rows
         # _loss_and_gradients, written out: each level of jitted calls re-optimises all
         # the code below it when Numba links it (about 1 s of a cold start here)
-        forward(blocks, alphas, params, x, acts)
+        _forward(blocks, alphas, params, x, acts, products)
         rows = _workspace_rows(blocks, acts)
         last = blocks.shape[0] - 1
         w_n = flat_view(wb, 0, 0)
@@ -509,7 +570,7 @@ def _train_batches(blocks, alphas, params, grads, loss, X, T, labels, order, wei
         if comm is not None:
             _weigh_share(_block_view(blocks, last, deltas, rows, n), row[STAT_LOSS:], weight)
             grads = _gradient_buffer(comm, j, n_params)
-        _backward(blocks, alphas, params, grads, x, acts, deltas, not on_the_fly)
+        _backward(blocks, alphas, params, grads, x, acts, deltas, not on_the_fly, products)
         if comm is not None:
             grads = _allreduce(comm, j, n_params, row[STAT_LOSS:])
         if few_rows_paths is None:
