@@ -354,6 +354,8 @@ def test_cpu_tiled_products_path_trains_as_the_reference(monkeypatch):
     assert network.products_address(blocks, np.dtype(np.float64), 32, True)
     assert not network.products_address(blocks, np.dtype(np.float64), 32, False)  # MPI ranks
     assert not network.products_address(blocks, np.dtype(np.float64), 128, True)
+    narrow = nn.Sequential([nn.Dense(8192, 10)], dtype="float64")._loop.plan.blocks
+    assert not network.products_address(narrow, np.dtype(np.float64), 32, True)  # 10 outputs
     runs = {}
     for name in ("tiled", "tiled again", "blas", "reference"):
         if name == "blas":

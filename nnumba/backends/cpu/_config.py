@@ -62,6 +62,8 @@ BLAS_THREADED_MIN_FLOPS = 1 << 21
 # on-the-fly step) wins.
 TILED_MIN_ROWS = 8
 TILED_MAX_ROWS = 64
+# ... and only for layers of at least TILED_MIN_WIDTH inputs and outputs (``tiles_pay``)
+TILED_MIN_WIDTH = 64
 # In such a loop the optimizer step runs on Numba's threads too, in parts of at least
 # PARALLEL_STEP_MIN_PART elements (``rules.builtin_step``): their threads are awake
 # there, while BLAS's sleep.
