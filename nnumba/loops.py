@@ -202,8 +202,8 @@ def announce_compile(loop, dtype, verbose):
         # (measured, empty cache: an MLP 9-10 s, a CNN 14 s, a small LSTM model 82 s: its
         # parallel regions, backends/cpu/recurrent.py)
         wait = "about 1-1.5 min" if key[3] and loop.backend.name == "cpu" else "about 10-15 s"
-        print(f"nnumba: compiling {what} for {np.dtype(dtype).name} on {key[0]} (first run only: {wait}; "
-              f"later runs load it from Numba's cache)", flush=True)
+        print(f"nnumba: compiling {what} for {np.dtype(dtype).name} on {key[0]} (first run "
+              f"only: {wait}; later runs load it from Numba's cache)", flush=True)
     _announced.add(key)
 
 

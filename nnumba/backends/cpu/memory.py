@@ -13,7 +13,8 @@ import numpy as np
 
 from ..reference.memory import asarray, copy_from_host, copy_into, to_backend, to_host
 
-__all__ = ["empty", "zeros", "zeros_many", "to_backend", "asarray", "to_host", "copy_from_host", "copy_into"]
+__all__ = ["empty", "zeros", "zeros_many", "to_backend", "asarray", "to_host", "copy_from_host",
+           "copy_into"]
 
 ALIGNMENT = 64
 
