@@ -360,38 +360,32 @@ def tiled_matmul_tn_steps(a, b, out, rows, stride, steps, accumulate):
     stride + rows, n), b (the same rows, m), out (n, m); steps = 1, stride 0 is plain a^T
     @ b (K may be 0). The same bits as one accumulating call per step (one fma chain per
     element, k in order)."""
-    n, m = out.shape
-    lanes = 64 // a.itemsize
-    cols = NN_VECTORS * lanes
-    n_full, m_full = n - n % NN_ROWS, m - m % cols
-    for j0 in range(0, m_full, cols):
-        for i0 in range(0, n_full, NN_ROWS):
-            _tn_tile(a, b, out, i0, j0, accumulate, lanes, rows, stride, steps)
-    for i in range(n_full, n):
-        for j0 in range(0, m_full, cols):
-            _tn_edge(a, b, out, i, j0, accumulate, cols, rows, stride, steps)
-    if m_full < m:
-        for i in range(n):
-            _tn_edge(a, b, out, i, m_full, accumulate, m - m_full, rows, stride, steps)
+    _tn_rows(a, b, out, rows, stride, steps, accumulate, 0, out.shape[0])
 
 
 @njit(**KERNEL)
 def tiled_matmul_tn_rows(a, b, out, lo, hi):
     """out[lo:hi] = (a^T @ b)[lo:hi]; a (K, n), b (K, m), out (n, m): the rows lo, ...,
-    hi - 1 of a^T @ b, the same bits as ``tiled_matmul_tn_steps`` (one step) gives them,
-    so that threads can share out's rows (``rules.builtin_products``)."""
+    hi - 1 of a^T @ b, the bits ``tiled_matmul_tn_steps`` (one step) gives them, so that
+    threads can share out's rows (``rules.builtin_products``)."""
+    _tn_rows(a, b, out, a.shape[0], 0, 1, False, lo, hi)
+
+
+@njit(**KERNEL)
+def _tn_rows(a, b, out, rows, stride, steps, accumulate, lo, hi):
+    """Rows lo, ..., hi - 1 of ``tiled_matmul_tn_steps``: whole tiles from lo, then the
+    rest one row at a time, and the last columns masked."""
     m = out.shape[1]
-    k_rows = a.shape[0]
     lanes = 64 // a.itemsize
     cols = NN_VECTORS * lanes
-    full = lo + (hi - lo) - (hi - lo) % NN_ROWS
+    full = hi - (hi - lo) % NN_ROWS
     m_full = m - m % cols
     for j0 in range(0, m_full, cols):
         for i0 in range(lo, full, NN_ROWS):
-            _tn_tile(a, b, out, i0, j0, False, lanes, k_rows, 0, 1)
+            _tn_tile(a, b, out, i0, j0, accumulate, lanes, rows, stride, steps)
     for i in range(full, hi):
         for j0 in range(0, m_full, cols):
-            _tn_edge(a, b, out, i, j0, False, cols, k_rows, 0, 1)
+            _tn_edge(a, b, out, i, j0, accumulate, cols, rows, stride, steps)
     if m_full < m:
         for i in range(lo, hi):
-            _tn_edge(a, b, out, i, m_full, False, m - m_full, k_rows, 0, 1)
+            _tn_edge(a, b, out, i, m_full, accumulate, m - m_full, rows, stride, steps)

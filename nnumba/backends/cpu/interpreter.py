@@ -156,7 +156,7 @@ def _forward(plan, params, buffers, x, ws, mode, seed, t, conv, pool, dropout, b
         out = _output(ops, i, ws.acts, rows, n)
         if kind == c.OP_DENSE:
             dense_forward(inp, _matrix(params, segs, ops[i, c.OP_W_SEG], ops[i, c.OP_OUT_SIZE]),
-                          _segment(params, segs, ops[i, c.OP_B_SEG]), act, alpha, out)
+                          _segment(params, segs, ops[i, c.OP_B_SEG]), act, alpha, out, 0)
         elif kind == c.OP_ACTIVATION:
             activation_forward(act, alpha, inp, out)
         elif kind == c.OP_CONV1D:
@@ -244,9 +244,9 @@ def _backward(plan, params, grads, x, ws, seed, t, conv, pool, dropout, batchnor
         if kind == c.OP_DENSE:
             m = ops[i, c.OP_OUT_SIZE]
             dense_backward(inp, y, act, alpha, dy, _matrix(grads, segs, ops[i, c.OP_W_SEG], m),
-                           _segment(grads, segs, ops[i, c.OP_B_SEG]))
+                           _segment(grads, segs, ops[i, c.OP_B_SEG]), 0)
             if has_dx:
-                dense_backward_input(dy, _matrix(params, segs, ops[i, c.OP_W_SEG], m), dinp)
+                dense_backward_input(dy, _matrix(params, segs, ops[i, c.OP_W_SEG], m), dinp, 0)
         elif kind == c.OP_ACTIVATION:
             activation_backward(act, alpha, y, dy)
             if has_dx:

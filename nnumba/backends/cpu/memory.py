@@ -19,24 +19,28 @@ __all__ = ["empty", "zeros", "zeros_many", "to_backend", "asarray", "to_host", "
 ALIGNMENT = 64
 
 
-def empty(shape, dtype):
-    """A new uninitialised array whose first element is ALIGNMENT-byte aligned.
+def _shape(shape):
+    """shape as a tuple of ints (plain Python: np.prod and .ctypes cost about 15 us a
+    call, and a model's first fit makes a dozen arrays)."""
+    return (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(map(int, shape))
 
-    (Plain Python arithmetic and the array interface's address: np.prod and .ctypes cost
-    about 15 us a call, and a model's first fit makes a dozen arrays.)"""
-    dtype = np.dtype(dtype)
-    shape = (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(map(int, shape))
-    nbytes = math.prod(shape) * dtype.itemsize
-    raw = np.empty(nbytes + ALIGNMENT, np.uint8)
+
+def _aligned_bytes(nbytes, zeroed):
+    """A new uint8 array of nbytes whose first byte is ALIGNMENT-byte aligned."""
+    raw = (np.zeros if zeroed else np.empty)(nbytes + ALIGNMENT, np.uint8)
     start = -raw.__array_interface__["data"][0] % ALIGNMENT
-    return raw[start:start + nbytes].view(dtype).reshape(shape)
+    return raw[start:start + nbytes]
+
+
+def empty(shape, dtype):
+    """A new uninitialised array whose first element is ALIGNMENT-byte aligned."""
+    dtype, shape = np.dtype(dtype), _shape(shape)
+    return _aligned_bytes(math.prod(shape) * dtype.itemsize, False).view(dtype).reshape(shape)
 
 
 def zeros(shape, dtype):
     """A new zero-filled array whose first element is ALIGNMENT-byte aligned."""
-    out = empty(shape, dtype)
-    out[...] = 0
-    return out
+    return zeros_many(((shape, dtype),))[0]
 
 
 def zeros_many(specs):
@@ -46,12 +50,9 @@ def zeros_many(specs):
     tenth of a tiny model's fit)."""
     layout, nbytes = [], 0
     for shape, dtype in specs:
-        dtype = np.dtype(dtype)
-        shape = (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(map(int, shape))
+        dtype, shape = np.dtype(dtype), _shape(shape)
         size = math.prod(shape) * dtype.itemsize
         layout.append((nbytes, size, shape, dtype))
         nbytes += -(-size // ALIGNMENT) * ALIGNMENT
-    raw = np.zeros(nbytes + ALIGNMENT, np.uint8)
-    start = -raw.__array_interface__["data"][0] % ALIGNMENT
-    return [raw[start + at:start + at + size].view(dtype).reshape(shape)
-            for at, size, shape, dtype in layout]
+    raw = _aligned_bytes(nbytes, True)
+    return [raw[at:at + size].view(dtype).reshape(shape) for at, size, shape, dtype in layout]

@@ -24,18 +24,17 @@ from ..codes import (ACT, B_OFF, COL, CROSS_ENTROPY, HAS_DENSE, HP_LR, HP_WEIGHT
 from ..reference import network as _ref
 from ._config import (BLAS_THREADED_MIN_FLOPS, INLINE, KERNEL, OUTER_PARALLEL_MIN_SIZE,
                       OUTER_PRODUCT_MAX_ROWS, OUTER_PRODUCT_MIN_PARAMS, REDUCTION, TILED_MAX_ROWS,
-                      TILED_MIN_ROWS, TILED_MIN_WIDTH)
-from ._matmul import loops_pay
+                      TILED_MIN_ROWS)
+from ._matmul import loops_pay, tiles_pay
 from ._views import flat_view, rows_view
-from .activations import activation_backward, activation_forward, bias_activation_forward
+from .activations import activation_backward, activation_forward
 from .dense import column_sums, dense_backward, dense_backward_input, dense_forward
 from .elementwise import copy
 from .gradients import apply_weight_decay, clip_by_norm, clip_by_value, sum_of_squares
 from .losses import loss_forward_backward
 from .optim import outer_product_step, state_rows, step_serial
-from .rules import (PRODUCT_NN, PRODUCT_NT, PRODUCT_TN, builtin_loss, builtin_outer_step,
-                    builtin_products, builtin_step, call_loss_at, call_outer_step_at,
-                    call_products_at, call_reduce_at, call_step_at)
+from .rules import (builtin_loss, builtin_outer_step, builtin_products, builtin_step,
+                    call_loss_at, call_outer_step_at, call_reduce_at, call_step_at)
 
 
 # Python callers (the model) get the reference's NumPy views; the jitted code below uses
@@ -72,26 +71,6 @@ def _bias_view(blocks, i, flat):
     return flat_view(flat, 0, 0) if off < 0 else flat_view(flat, off, blocks[i, N_OUT])
 
 
-def tiles_pay(n, k, m):
-    """True when the products of a Dense layer (k inputs, m outputs) on n rows go to the
-    parallel register-tiled products (``rules.builtin_products``) in a loop that has
-    them: at least TILED_MIN_ROWS rows, BLAS_THREADED_MIN_FLOPS multiply-adds (smaller
-    ones do not pay for the second thread), and k and m of at least TILED_MIN_WIDTH
-    (a narrower result is mostly a tile's masked edge: measured, (100 x 100) @ (100 x
-    10) in 19 us as tiles, 3 us in BLAS)."""
-    return n >= TILED_MIN_ROWS and k >= TILED_MIN_WIDTH and m >= TILED_MIN_WIDTH and \
-        n * k * m >= BLAS_THREADED_MIN_FLOPS
-
-
-_tiles_pay = njit(**INLINE)(tiles_pay)  # the loops' copy; Python callers use tiles_pay
-
-
-@njit(**INLINE)
-def call_products(products, kind, a, b, out, n, k, m):
-    """The products callback at address ``products`` (``rules.builtin_products``)."""
-    call_products_at(products, (a.ctypes.data, b.ctypes.data, out.ctypes.data, kind, n, k, m))
-
-
 @njit(**KERNEL)
 def forward(blocks, alphas, params, x, acts):
     """Run the network on x (n rows); block i's output lands in its view of acts."""
@@ -100,22 +79,16 @@ def forward(blocks, alphas, params, x, acts):
 
 @njit(**KERNEL)
 def _forward(blocks, alphas, params, x, acts, products):
-    """forward; the large products on Numba's threads through the callback at address
-    ``products`` (``tiles_pay``), unless it is 0."""
+    """forward; the large products through the parallel products at address ``products``
+    (``dense``), unless it is 0. (One compiled body for the loop and for predict's
+    ``forward``: an omitted default argument would compile a second one.)"""
     rows, n = _workspace_rows(blocks, acts), x.shape[0]
     inp = x
     for i in range(blocks.shape[0]):
         out = _block_view(blocks, i, acts, rows, n)
         if blocks[i, HAS_DENSE]:
-            k, m = blocks[i, N_IN], blocks[i, N_OUT]
-            if products != 0 and _tiles_pay(n, k, m):
-                call_products(products, PRODUCT_NN, inp, _weight_view(blocks, i, params), out,
-                              n, k, m)
-                bias_activation_forward(blocks[i, ACT], alphas[i], _bias_view(blocks, i, params),
-                                        out)
-            else:
-                dense_forward(inp, _weight_view(blocks, i, params), _bias_view(blocks, i, params),
-                              blocks[i, ACT], alphas[i], out)
+            dense_forward(inp, _weight_view(blocks, i, params), _bias_view(blocks, i, params),
+                          blocks[i, ACT], alphas[i], out, products)
         else:
             activation_forward(blocks[i, ACT], alphas[i], inp, out)
         inp = out  # views cost more than a tiny layer's arithmetic: each is made once
@@ -141,26 +114,16 @@ def _backward(blocks, alphas, params, grads, x, acts, deltas, weight_grads, prod
         # block i - 1's views, carried over as block i's input and input gradient
         inp = x if i == 0 else _block_view(blocks, i - 1, acts, rows, n)
         dinp = dy if i == 0 else _block_view(blocks, i - 1, deltas, rows, n)
-        k, m = blocks[i, N_IN], blocks[i, N_OUT]
-        tiled = products != 0 and _tiles_pay(n, k, m)
-        if blocks[i, HAS_DENSE] and weight_grads and tiled:
-            activation_backward(blocks[i, ACT], alphas[i], y, dy)
-            call_products(products, PRODUCT_TN, inp, dy, _weight_view(blocks, i, grads), k, n, m)
-            if blocks[i, B_OFF] >= 0:
-                column_sums(dy, _bias_view(blocks, i, grads))
-        elif blocks[i, HAS_DENSE] and weight_grads:
+        if blocks[i, HAS_DENSE] and weight_grads:
             dense_backward(inp, y, blocks[i, ACT], alphas[i], dy,
-                           _weight_view(blocks, i, grads), _bias_view(blocks, i, grads))
+                           _weight_view(blocks, i, grads), _bias_view(blocks, i, grads), products)
         else:
             activation_backward(blocks[i, ACT], alphas[i], y, dy)
             if blocks[i, HAS_DENSE] and blocks[i, B_OFF] >= 0:
                 column_sums(dy, _bias_view(blocks, i, grads))
         if i > 0:
-            if blocks[i, HAS_DENSE] and tiled:
-                call_products(products, PRODUCT_NT, dy, _weight_view(blocks, i, params), dinp,
-                              n, m, k)
-            elif blocks[i, HAS_DENSE]:
-                dense_backward_input(dy, _weight_view(blocks, i, params), dinp)
+            if blocks[i, HAS_DENSE]:
+                dense_backward_input(dy, _weight_view(blocks, i, params), dinp, products)
             else:
                 copy(dy, dinp)  # a loop: slice assignment compiles numba's shape-error messages (~3 s)
         y, dy = inp, dinp

@@ -346,16 +346,9 @@ def _step(code, wide, threads):
         c = optim.constants(w, carray(_f64(hp_address), N_HP), t, code == ADAM)
         if code not in (SGD, MOMENTUM, RMSPROP, ADAM):
             return -1
-        if threads == 1:  # (a constant: the other branch is not even compiled)
-            if code == SGD:
-                return optim.sgd_loop(w, g, c)
-            if code == MOMENTUM:
-                return optim.momentum_loop(w, g, s0, c)
-            if code == RMSPROP:
-                return optim.rmsprop_loop(w, g, s0, c)
-            return optim.adam_loop(w, g, s0, s1, c)
-        # in parts of whole elements, in parallel; each element's step is its own, so the
-        # bits do not depend on the split (the verdict: a max-reduction)
+        # in parts of whole elements (threads > 1: in parallel, else one part; slices of
+        # a carray cost nothing); each element's step is its own, so the bits do not
+        # depend on the split (the verdict: a max-reduction)
         parts = min(threads, max(1, n // PARALLEL_STEP_MIN_PART))
         status = STATUS_OK
         for p in prange(parts):
