@@ -260,6 +260,27 @@ def test_optimizer_steps_match_reference(opt, inside, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("opt", [codes.MOMENTUM, codes.RMSPROP, codes.ADAM])
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # the simulator's inf / inf
+def test_moving_averages_flush_subnormals(opt, dtype):
+    """Entries that decay below the smallest normal number become 0, as in the reference;
+    normal ones, 0, NaN and inf are kept."""
+    tiny = np.finfo(dtype).tiny
+    row = np.array([1.05 * tiny, -1.05 * tiny, 100 * tiny, 0, np.nan, np.inf, 0.5], dtype)
+    hp = np.zeros(codes.N_HP)
+    hp[:5] = 0.01, 0.9, 0.9, 1e-8, 1.0
+    slots = 2 if opt == codes.ADAM else 1
+    w_ref, g = np.linspace(-1, 1, row.size).astype(dtype), np.zeros(row.size, dtype)
+    s_ref = np.stack([row] * slots)
+    w, s = dev(w_ref), dev(s_ref)
+    ref_optim.optimizer_step(opt, w_ref, g, s_ref, hp, 3)
+    optim.optimizer_step(opt, w, dev(g), s, hp, 3)
+    np.testing.assert_array_equal(s_ref[:, [0, 1, 3]], 0)
+    np.testing.assert_array_equal(host(s), s_ref)
+    np.testing.assert_array_equal(host(w), w_ref)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_sum_of_squares_and_clipping(dtype):
     rng = np.random.default_rng(5)
     g = rng.normal(size=3 * 8 * 3 + 1).astype(dtype)  # more than REDUCE_BLOCKS blocks' worth

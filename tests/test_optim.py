@@ -74,6 +74,31 @@ def test_adam(backend):
         np.testing.assert_allclose(a, e, rtol=1e-12)
 
 
+@pytest.mark.parametrize("make", [lambda: nn.optim.Adam(lr=1e-3),
+                                  lambda: nn.optim.Momentum(lr=0.01, beta=0.9)],
+                         ids=["adam", "momentum"])
+def test_a_gradient_that_stops_leaves_no_subnormal_state(backend, make):
+    """An input that is 0 after its first samples gives its weights zero gradients from
+    then on: their moving averages decay geometrically (0.9 per step: below float32's
+    smallest normal number after about 800 steps) and are flushed to 0 there, in every
+    backend alike, instead of lingering as subnormals, whose arithmetic is slow."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(1200, 3)).astype(np.float32)
+    X[20:, 0] = 0
+    y = rng.integers(0, 2, size=1200)
+    model = nn.Sequential([nn.Dense(3, 2)], backend=backend, dtype="float32", seed=0)
+    model.compile("cross_entropy", make())
+    model.fit(X, y, epochs=1, batch_size=1, shuffle=False, verbose=0)
+    slots = model.optimizer.state_dict()["state"]
+    average = slots["m" if "m" in slots else "v"]
+    # W[0, :], the weights of the input that stopped, lead the flat parameters
+    np.testing.assert_array_equal(average[:2], 0)  # was O(1e-2) at step 20
+    tiny = np.finfo(np.float32).tiny
+    for row in slots.values():
+        assert not np.any((row != 0) & (np.abs(row) < tiny))
+    assert np.all(np.isfinite(model.get_weights()[0]))
+
+
 def test_adam_first_step_moves_every_weight_by_lr():
     """With bias correction, Adam's first step is lr * sign(g) (up to eps)."""
     opt = nn.optim.Adam(lr=0.01)

@@ -29,7 +29,7 @@ def adam_bias_corrections(lr, beta1, beta2, eps, t):
 @njit(**KERNEL)
 def constants(w, hp, t, adam):
     """The hyperparameters of step t in w's dtype: (lr, beta1, beta2, eps, eps inside the
-    square root, Adam's lr_t, Adam's eps_t, 1). Adam's two are computed only when ``adam``
+    square root, Adam's lr_t, Adam's eps_t, 1, the smallest normal number). Adam's two are computed only when ``adam``
     (their two powers cost about 50 ns, a quarter of a small network's SGD step); else
     they are lr and eps, which no other rule reads."""
     dt = w.dtype.type
@@ -38,10 +38,17 @@ def constants(w, hp, t, adam):
         step_size, eps_hat = adam_bias_corrections(hp[HP_LR], hp[HP_BETA1], hp[HP_BETA2],
                                                    hp[HP_EPS], t)
     return (dt(hp[HP_LR]), dt(hp[HP_BETA1]), dt(hp[HP_BETA2]), dt(hp[HP_EPS]),
-            hp[HP_EPS_INSIDE] != 0, dt(step_size), dt(eps_hat), dt(1))
+            hp[HP_EPS_INSIDE] != 0, dt(step_size), dt(eps_hat), dt(1), dt(np.finfo(w.dtype).tiny))
 
 
 # One element of each rule, from the gradient value gi; inlined into the loops below.
+
+@njit(**INLINE)
+def _flushed(x, tiny):
+    """x, or 0 when |x| < tiny, the smallest normal number (the reference's
+    ``flush_subnormal``; NaN and inf are kept)."""
+    return tiny - tiny if abs(x) < tiny else x
+
 
 @njit(**INLINE)
 def _sgd(i, w, gi, lr):
@@ -49,25 +56,29 @@ def _sgd(i, w, gi, lr):
 
 
 @njit(**INLINE)
-def _momentum(i, w, gi, v, lr, beta, one):
-    v[i] = beta * v[i] + (one - beta) * gi
-    w[i] -= lr * v[i]
+def _momentum(i, w, gi, v, lr, beta, one, tiny):
+    vi = _flushed(beta * v[i] + (one - beta) * gi, tiny)
+    v[i] = vi
+    w[i] -= lr * vi
 
 
 @njit(**INLINE)
-def _rmsprop(i, w, gi, s, lr, beta, eps, inside, one):
-    s[i] = beta * s[i] + (one - beta) * gi * gi
+def _rmsprop(i, w, gi, s, lr, beta, eps, inside, one, tiny):
+    si = _flushed(beta * s[i] + (one - beta) * gi * gi, tiny)
+    s[i] = si
     if inside:
-        w[i] -= lr * gi / np.sqrt(s[i] + eps)
+        w[i] -= lr * gi / np.sqrt(si + eps)
     else:
-        w[i] -= lr * gi / (np.sqrt(s[i]) + eps)
+        w[i] -= lr * gi / (np.sqrt(si) + eps)
 
 
 @njit(**INLINE)
-def _adam(i, w, gi, m, v, step_size, beta1, beta2, eps_hat, one):
-    m[i] = beta1 * m[i] + (one - beta1) * gi
-    v[i] = beta2 * v[i] + (one - beta2) * gi * gi
-    w[i] -= step_size * m[i] / (np.sqrt(v[i]) + eps_hat)
+def _adam(i, w, gi, m, v, step_size, beta1, beta2, eps_hat, one, tiny):
+    mi = _flushed(beta1 * m[i] + (one - beta1) * gi, tiny)
+    vi = _flushed(beta2 * v[i] + (one - beta2) * gi * gi, tiny)
+    m[i] = mi
+    v[i] = vi
+    w[i] -= step_size * mi / (np.sqrt(vi) + eps_hat)
 
 
 # The loops take the float64 hyperparameters and convert them themselves (a tuple
@@ -120,10 +131,10 @@ def sgd_loop(w, g, c):
 
 @njit(**KERNEL)
 def momentum_loop(w, g, v, c):
-    lr, beta, one = c[0], c[1], c[7]
+    lr, beta, one, tiny = c[0], c[1], c[7], c[8]
     big, ok_w, ok_s = np.finfo(w.dtype).max, True, True
     for i in range(w.shape[0]):
-        _momentum(i, w, g[i], v, lr, beta, one)
+        _momentum(i, w, g[i], v, lr, beta, one, tiny)
         ok_w &= finite(w[i], big)
         ok_s &= finite(v[i], big)
     return _verdict(ok_w, ok_s)
@@ -131,10 +142,10 @@ def momentum_loop(w, g, v, c):
 
 @njit(**KERNEL)
 def rmsprop_loop(w, g, s, c):
-    lr, beta, eps, inside, one = c[0], c[1], c[3], c[4], c[7]
+    lr, beta, eps, inside, one, tiny = c[0], c[1], c[3], c[4], c[7], c[8]
     big, ok_w, ok_s = np.finfo(w.dtype).max, True, True
     for i in range(w.shape[0]):
-        _rmsprop(i, w, g[i], s, lr, beta, eps, inside, one)
+        _rmsprop(i, w, g[i], s, lr, beta, eps, inside, one, tiny)
         ok_w &= finite(w[i], big)
         ok_s &= finite(s[i], big)
     return _verdict(ok_w, ok_s)
@@ -142,10 +153,10 @@ def rmsprop_loop(w, g, s, c):
 
 @njit(**KERNEL)
 def adam_loop(w, g, m, v, c):
-    beta1, beta2, step_size, eps_hat, one = c[1], c[2], c[5], c[6], c[7]
+    beta1, beta2, step_size, eps_hat, one, tiny = c[1], c[2], c[5], c[6], c[7], c[8]
     big, ok_w, ok_s = np.finfo(w.dtype).max, True, True
     for i in range(w.shape[0]):
-        _adam(i, w, g[i], m, v, step_size, beta1, beta2, eps_hat, one)
+        _adam(i, w, g[i], m, v, step_size, beta1, beta2, eps_hat, one, tiny)
         ok_w &= finite(w[i], big)
         ok_s &= finite(m[i], big) & finite(v[i], big)
     return _verdict(ok_w, ok_s)
@@ -153,19 +164,19 @@ def adam_loop(w, g, m, v, c):
 
 @njit(**PARALLEL)
 def _step_parallel(opt, w, g, s0, s1, hp, t):
-    lr, beta1, beta2, eps, inside, step_size, eps_hat, one = constants(w, hp, t, opt == ADAM)
+    lr, beta1, beta2, eps, inside, step_size, eps_hat, one, tiny = constants(w, hp, t, opt == ADAM)
     if opt == SGD:
         for i in prange(w.shape[0]):
             _sgd(i, w, g[i], lr)
     elif opt == MOMENTUM:
         for i in prange(w.shape[0]):
-            _momentum(i, w, g[i], s0, lr, beta1, one)
+            _momentum(i, w, g[i], s0, lr, beta1, one, tiny)
     elif opt == RMSPROP:
         for i in prange(w.shape[0]):
-            _rmsprop(i, w, g[i], s0, lr, beta1, eps, inside, one)
+            _rmsprop(i, w, g[i], s0, lr, beta1, eps, inside, one, tiny)
     elif opt == ADAM:
         for i in prange(w.shape[0]):
-            _adam(i, w, g[i], s0, s1, step_size, beta1, beta2, eps_hat, one)
+            _adam(i, w, g[i], s0, s1, step_size, beta1, beta2, eps_hat, one, tiny)
 
 
 def _step(opt, w, g, s0, s1, lr, beta1=0.0, beta2=0.0, eps=0.0, inside=False, t=1):

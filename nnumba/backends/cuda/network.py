@@ -44,7 +44,7 @@ from .activations import apply, derivative
 from .gradients import block_sum, block_sum2, clamp, partial_blocks
 from .memory import flat, scratch
 from .memory import scratch as memory_scratch
-from .optim import element_status, hyperparameters, update
+from .optim import element_status, hyperparameters, smallest_normal, update
 
 
 # ---- views -----------------------------------------------------------------------------------
@@ -217,7 +217,7 @@ def _norms_finish_kernel(tpb):
 
 @cuda.jit(**cfg.kernel())
 def guarded_update_kernel(opt, w, g, state, halt, sq, do_clip_norm, clip_norm, do_clip_value,
-                          clip_value, lr, beta1, beta2, eps, inside, step_size, eps_hat, big, bad,
+                          clip_value, lr, beta1, beta2, eps, inside, step_size, eps_hat, big, tiny, bad,
                           j, seg_start, seg_len, seg_decay, decay, decoupled, decay_factor):
     """Unless halt[0] is up: clip g (to the global norm sqrt(sq[0]) <= clip_norm, then
     each component to +-clip_value, as the reference's clip_by_norm and clip_by_value),
@@ -253,7 +253,8 @@ def guarded_update_kernel(opt, w, g, state, halt, sq, do_clip_norm, clip_norm, d
                     gi += decay * w[i]
             if scale or do_clip_value or decayed:
                 g[i] = gi
-            update(opt, i, w, gi, state, lr, beta1, beta2, eps, inside, step_size, eps_hat, one)
+            update(opt, i, w, gi, state, lr, beta1, beta2, eps, inside, step_size, eps_hat, one,
+                   tiny)
             status = element_status(opt, i, w, state, big)
             if status != STATUS_OK:
                 bad[status - STATUS_UPDATE] = 1
@@ -431,7 +432,7 @@ def _train_layers(blocks, alphas, params, grads, loss, X, T, labels, order, weig
     halt.copy_to_device(np.zeros(1, np.int64))
     bad = scratch("bad_step", 2, np.int64)
     bad.copy_to_device(np.zeros(2, np.int64))
-    big = dtype.type(np.finfo(dtype).max)
+    big, tiny = dtype.type(np.finfo(dtype).max), smallest_normal(dtype)
     seg_start, seg_len, is_weight = _segments(blocks)
     decay, decoupled = _decay_args(hp, dtype)
     sq = scratch("sum_of_squares_total", 1, np.float64)
@@ -464,7 +465,7 @@ def _train_layers(blocks, alphas, params, grads, loss, X, T, labels, order, weig
                j * n_cols + STAT_LOSS, j)
         guarded_update_kernel[cfg.grid(params.shape[0]), cfg.TPB](
             int(opt), params, grads, state, halt, sq, do_norm, clip_norm, do_value, clip_value,
-            table[j, 2], beta1, beta2, eps, inside, table[j, 0], table[j, 1], big, bad, j,
+            table[j, 2], beta1, beta2, eps, inside, table[j, 0], table[j, 1], big, tiny, bad, j,
             seg_start, seg_len, is_weight, decay, decoupled, table[j, 3])
     return _stop_reason(halt, bad, stats, n_iter)
 
@@ -557,11 +558,12 @@ def _fused_kernel(tpb, rows_per_thread):
     def train_fused_kernel(blocks, alphas, params, grads, loss, X, T, labels, order, n_rows,
                            batch_size, first, n_iter, opt, state, lr, beta1, beta2, eps, inside,
                            corrections, do_clip_norm, clip_norm, do_clip_value, clip_value, xb, tb,
-                           lb, acts, deltas, stats, done, big, decay, decoupled):
+                           lb, acts, deltas, stats, done, big, tiny, decay, decoupled):
         """train_batches in one block: see the module docstring. xb, tb: flat workspaces;
         alphas in the data's dtype; corrections: per iteration, Adam's (step size, eps_t),
         the learning rate and 1 - lr lambda (``_corrections``); done[0] receives the number of iterations completed; big: the dtype's
-        largest number (a step that leaves anything larger, or NaN, stops the loop)."""
+        largest number (a step that leaves anything larger, or NaN, stops the loop); tiny: its
+        smallest normal number (``optim.smallest_normal``)."""
         buf = cuda.shared.array(tpb, float64)
         buf2 = cuda.shared.array(tpb, float64)
         tid = cuda.threadIdx.x
@@ -755,8 +757,7 @@ def _fused_kernel(tpb, rows_per_thread):
                 if scale_g or do_clip_value or decayed:
                     grads[e] = gi
                 update(opt, e, params, gi, state, corrections[j, 2], beta1, beta2, eps, inside,
-                       step_size,
-                       eps_hat, one)
+                       step_size, eps_hat, one, tiny)
                 status = element_status(opt, e, params, state, big)
                 if status == STATUS_UPDATE:
                     bad_w += 1.0
@@ -807,7 +808,8 @@ def _train_fused(blocks, alphas, params, grads, loss, X, T, labels, order, weigh
         _nonempty(labels, "no_labels"), order, int(n_rows), int(batch_size), int(first),
         int(n_iter), int(opt), _nonempty(state, "no_state"), lr, beta1, beta2, eps, inside,
         corrections, do_norm, clip_norm, do_value, clip_value, flat(xb), flat(tb), lb, acts,
-        deltas, stats, done, dtype.type(np.finfo(dtype).max), *_decay_args(hp, dtype))
+        deltas, stats, done, dtype.type(np.finfo(dtype).max), smallest_normal(dtype),
+        *_decay_args(hp, dtype))
     return int(done.copy_to_host()[0])
 
 

@@ -26,7 +26,19 @@ __all__ = ["sgd_step", "momentum_step", "rmsprop_step", "adam_step", "adam_bias_
 adam_bias_corrections = _ref.adam_bias_corrections
 
 
-# One element of each update, for the gradient value gi of w[i].
+# One element of each update, for the gradient value gi of w[i]; ``tiny`` is the smallest
+# normal number of w's dtype (``smallest_normal``), below which a moving average is flushed
+# to 0 (the reference's ``flush_subnormal``; NaN and inf are kept).
+
+def smallest_normal(dtype):
+    """The smallest normal number of ``dtype``, in that dtype (the kernels' ``tiny``)."""
+    return dtype.type(np.finfo(dtype).tiny)
+
+
+@cuda.jit(**cfg.DEVICE)
+def flushed(x, tiny):
+    return tiny - tiny if abs(x) < tiny else x
+
 
 @cuda.jit(**cfg.DEVICE)
 def sgd_update(i, w, gi, lr):
@@ -34,15 +46,15 @@ def sgd_update(i, w, gi, lr):
 
 
 @cuda.jit(**cfg.DEVICE)
-def momentum_update(i, w, gi, v, lr, beta, one):
-    vi = beta * v[i] + (one - beta) * gi
+def momentum_update(i, w, gi, v, lr, beta, one, tiny):
+    vi = flushed(beta * v[i] + (one - beta) * gi, tiny)
     v[i] = vi
     w[i] -= lr * vi
 
 
 @cuda.jit(**cfg.DEVICE)
-def rmsprop_update(i, w, gi, s, lr, beta, eps, inside, one):
-    si = beta * s[i] + (one - beta) * gi * gi
+def rmsprop_update(i, w, gi, s, lr, beta, eps, inside, one, tiny):
+    si = flushed(beta * s[i] + (one - beta) * gi * gi, tiny)
     s[i] = si
     if inside:
         w[i] -= lr * gi / math.sqrt(si + eps)
@@ -51,25 +63,25 @@ def rmsprop_update(i, w, gi, s, lr, beta, eps, inside, one):
 
 
 @cuda.jit(**cfg.DEVICE)
-def adam_update(i, w, gi, m, v, step_size, beta1, beta2, eps_hat, one):
-    mi = beta1 * m[i] + (one - beta1) * gi
-    vi = beta2 * v[i] + (one - beta2) * gi * gi
+def adam_update(i, w, gi, m, v, step_size, beta1, beta2, eps_hat, one, tiny):
+    mi = flushed(beta1 * m[i] + (one - beta1) * gi, tiny)
+    vi = flushed(beta2 * v[i] + (one - beta2) * gi * gi, tiny)
     m[i] = mi
     v[i] = vi
     w[i] -= step_size * mi / (math.sqrt(vi) + eps_hat)
 
 
 @cuda.jit(**cfg.DEVICE)
-def update(opt, i, w, gi, state, lr, beta1, beta2, eps, inside, step_size, eps_hat, one):
+def update(opt, i, w, gi, state, lr, beta1, beta2, eps, inside, step_size, eps_hat, one, tiny):
     """One element of the step of optimizer ``opt``; state: (n_slots, len(w))."""
     if opt == SGD:
         sgd_update(i, w, gi, lr)
     elif opt == MOMENTUM:
-        momentum_update(i, w, gi, state[0], lr, beta1, one)
+        momentum_update(i, w, gi, state[0], lr, beta1, one, tiny)
     elif opt == RMSPROP:
-        rmsprop_update(i, w, gi, state[0], lr, beta1, eps, inside, one)
+        rmsprop_update(i, w, gi, state[0], lr, beta1, eps, inside, one, tiny)
     elif opt == ADAM:
-        adam_update(i, w, gi, state[0], state[1], step_size, beta1, beta2, eps_hat, one)
+        adam_update(i, w, gi, state[0], state[1], step_size, beta1, beta2, eps_hat, one, tiny)
 
 
 @cuda.jit(**cfg.DEVICE)
@@ -94,24 +106,24 @@ def sgd_kernel(w, g, lr):
 
 
 @cuda.jit(**cfg.kernel())
-def momentum_kernel(w, g, v, lr, beta):
+def momentum_kernel(w, g, v, lr, beta, tiny):
     one = w.dtype.type(1)
     for i in range(cuda.grid(1), w.shape[0], cuda.gridsize(1)):
-        momentum_update(i, w, g[i], v, lr, beta, one)
+        momentum_update(i, w, g[i], v, lr, beta, one, tiny)
 
 
 @cuda.jit(**cfg.kernel())
-def rmsprop_kernel(w, g, s, lr, beta, eps, inside):
+def rmsprop_kernel(w, g, s, lr, beta, eps, inside, tiny):
     one = w.dtype.type(1)
     for i in range(cuda.grid(1), w.shape[0], cuda.gridsize(1)):
-        rmsprop_update(i, w, g[i], s, lr, beta, eps, inside, one)
+        rmsprop_update(i, w, g[i], s, lr, beta, eps, inside, one, tiny)
 
 
 @cuda.jit(**cfg.kernel())
-def adam_kernel(w, g, m, v, step_size, beta1, beta2, eps_hat):
+def adam_kernel(w, g, m, v, step_size, beta1, beta2, eps_hat, tiny):
     one = w.dtype.type(1)
     for i in range(cuda.grid(1), w.shape[0], cuda.gridsize(1)):
-        adam_update(i, w, g[i], m, v, step_size, beta1, beta2, eps_hat, one)
+        adam_update(i, w, g[i], m, v, step_size, beta1, beta2, eps_hat, one, tiny)
 
 
 def _launch(kernel, w, *args):
@@ -127,20 +139,22 @@ def sgd_step(w, g, lr):
 def momentum_step(w, g, v, lr, beta):
     """v <- beta v + (1 - beta) g;  w <- w - lr v."""
     dt = w.dtype.type
-    _launch(momentum_kernel, w, g, v, dt(lr), dt(beta))
+    _launch(momentum_kernel, w, g, v, dt(lr), dt(beta), smallest_normal(w.dtype))
 
 
 def rmsprop_step(w, g, s, lr, beta, eps, eps_inside_sqrt):
     """s <- beta s + (1 - beta) g^2;  w <- w - lr g / sqrt(s + eps)  (or / (sqrt(s) + eps))."""
     dt = w.dtype.type
-    _launch(rmsprop_kernel, w, g, s, dt(lr), dt(beta), dt(eps), bool(eps_inside_sqrt))
+    _launch(rmsprop_kernel, w, g, s, dt(lr), dt(beta), dt(eps), bool(eps_inside_sqrt),
+            smallest_normal(w.dtype))
 
 
 def adam_step(w, g, m, v, lr, beta1, beta2, eps, t):
     """Adam with bias correction, in the paper's efficient form (see the reference)."""
     dt = w.dtype.type
     step_size, eps_hat = adam_bias_corrections(lr, beta1, beta2, eps, t)
-    _launch(adam_kernel, w, g, m, v, dt(step_size), dt(beta1), dt(beta2), dt(eps_hat))
+    _launch(adam_kernel, w, g, m, v, dt(step_size), dt(beta1), dt(beta2), dt(eps_hat),
+            smallest_normal(w.dtype))
 
 
 def hyperparameters(opt, hp, dtype):
