@@ -12,7 +12,7 @@ from nnumba.backends.cpu._tiles import (outer_product, tiled_matmul, tiled_matmu
                                         tiled_matmul_tn_steps)
 
 SHAPES = [(1, 1, 1), (3, 5, 7), (4, 16, 64), (9, 33, 70), (13, 130, 21), (15, 100, 400),
-          (32, 128, 512)]
+          (32, 128, 512), (9, 600, 70)]
 TOLERANCE = {np.float32: 2e-5, np.float64: 1e-13}
 
 
@@ -54,6 +54,23 @@ def test_products_match_numpy(dtype, n, k, m):
     whole = np.empty_like(parts)
     tiled_matmul_tn(at, b, whole, False)
     assert np.array_equal(parts, whole)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k", [255, 256, 257, 700])
+def test_panels_of_b_keep_one_fma_chain(dtype, k):
+    """tiled_matmul runs K in panels that stay in cache (NN_PANEL_BYTES), its sums parked
+    in out between them; the transposed product runs all of K in registers: the same
+    chain of fmas, k in order, so the same bits, full tiles, edge rows and masked
+    columns alike."""
+    n, m = 9, 70
+    a, b, c = operands(n, k, m, dtype, seed=2)
+    at = np.ascontiguousarray(a.T)
+    for accumulate in (False, True):
+        panels, chain = c.copy(), c.copy()
+        tiled_matmul(a, b, panels, accumulate)
+        tiled_matmul_tn(at, b, chain, accumulate)
+        assert np.array_equal(panels, chain)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

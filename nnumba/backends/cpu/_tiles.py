@@ -50,6 +50,7 @@ from numba.extending import intrinsic
 from ._config import KERNEL
 
 NN_ROWS, NN_VECTORS = 4, 4
+NN_PANEL_BYTES = 1 << 16  # the rows of a column block of b that ``tiled_matmul`` reuses from cache
 NT_ROWS, NT_COLS = 4, 4
 
 
@@ -116,16 +117,17 @@ def _masked(builder, vec, name):
 
 
 def _nn_block(rows, vectors, masked, transposed):
-    """out[i0:i0+rows, j0:j0+vectors*L] (+)= a[i0:i0+rows] @ b[:, j0:j0+vectors*L], L the
-    register's lanes; ``masked``: only the first ``width`` of those columns. With
+    """out[i0:i0+rows, j0:j0+vectors*L] (+)= a[i0:i0+rows, k0:k0+k_rows] @ b[k0:k0+k_rows,
+    j0:j0+vectors*L], L the register's lanes; ``masked``: only the first ``width`` of those
+    columns. With
     ``transposed``, a^T[i0:i0+rows] (a is (K, n)), over the rows k = s stride + q of a
     and b, s < steps, q < k_rows (a sum over several steps' blocks of rows)."""
 
     def codegen(context, builder, sig, args):
         ((pa, na), (pb, nb), (po, no)), elt, i64 = _operands(context, builder, sig, args)
         i0_, j0_, acc_flag, width = args[3], args[4], args[5], args[6]
-        k_rows, stride, steps = args[7:10] if transposed else (na, ir.Constant(i64, 0),
-                                                               ir.Constant(i64, 1))
+        k0, k_rows, stride, steps = (ir.Constant(i64, 0), *args[7:10]) if transposed else \
+            (args[7], args[8], ir.Constant(i64, 0), ir.Constant(i64, 1))
         lanes = _lanes(sig.args[0].dtype)
         vec, align = ir.VectorType(elt, lanes), sig.args[0].dtype.bitwidth // 8
         c = lambda v: ir.Constant(i64, v)  # noqa: E731
@@ -158,7 +160,7 @@ def _nn_block(rows, vectors, masked, transposed):
                     builder.store(load(po, out_index[r][v], v), accs[r][v])
         fma = _fma(builder, vec)
         with cgutils.for_range(builder, steps) as step:
-            first = builder.mul(step.index, stride)
+            first = builder.add(k0, builder.mul(step.index, stride))
             with cgutils.for_range(builder, k_rows) as loop:
                 k = builder.add(first, loop.index)
                 b_row = builder.add(builder.mul(k, nb), j0_)
@@ -185,9 +187,9 @@ def _nn_block(rows, vectors, masked, transposed):
                                   steps), codegen
     else:
         @intrinsic
-        def block(typingctx, a, b, out, i0, j0, accumulate, width):
+        def block(typingctx, a, b, out, i0, j0, accumulate, width, k0, k_rows):
             if _is_c_matrix(a, b, out):
-                return types.void(a, b, out, i0, j0, accumulate, width), codegen
+                return types.void(a, b, out, i0, j0, accumulate, width, k0, k_rows), codegen
     return block
 
 
@@ -320,20 +322,32 @@ _nt_tile, _nt_edge = _nt_block(NT_ROWS, NT_COLS), _nt_block(1, 1)
 
 @njit(**KERNEL)
 def tiled_matmul(a, b, out, accumulate):
-    """out = a @ b, or out += a @ b with ``accumulate``; a (n, K), b (K, m), out (n, m)."""
+    """out = a @ b, or out += a @ b with ``accumulate``; a (n, K), b (K, m), out (n, m).
+
+    A panel of NN_PANEL_ROWS rows of a column block of b (64 KiB) is read from memory
+    once and stays in the core's L1/L2 cache while every tile of rows runs over it;
+    the tiles keep their sums in ``out`` between panels, which stores and reloads the
+    registers exactly, so the bits are those of one pass over all K (a whole column
+    block of b, 3072 rows, is 768 KiB: measured, 32 x 3072 @ 3072 x 512 on two
+    threads at 35 GFLOP/s without panels)."""
     n, m = out.shape
+    k = a.shape[1]
     lanes = 64 // a.itemsize
     cols = NN_VECTORS * lanes
+    panel = NN_PANEL_BYTES // (cols * a.itemsize)
     n_full, m_full = n - n % NN_ROWS, m - m % cols
-    for j0 in range(0, m_full, cols):      # a column block of b stays in L1 over all rows
-        for i0 in range(0, n_full, NN_ROWS):
-            _nn_tile(a, b, out, i0, j0, accumulate, lanes)
-    for i in range(n_full, n):             # the last rows, a row of a block at a time
-        for j0 in range(0, m_full, cols):
-            _nn_edge(a, b, out, i, j0, accumulate, cols)
+    for j0 in range(0, m_full, cols):
+        for k0 in range(0, max(k, 1), panel):  # K = 0 still writes out (zeros)
+            kn, acc = min(panel, k - k0), accumulate or k0 > 0
+            for i0 in range(0, n_full, NN_ROWS):
+                _nn_tile(a, b, out, i0, j0, acc, lanes, k0, kn)
+            for i in range(n_full, n):     # the last rows, one row of a block each
+                _nn_edge(a, b, out, i, j0, acc, cols, k0, kn)
     if m_full < m:                         # the last columns, masked
-        for i in range(n):
-            _nn_edge(a, b, out, i, m_full, accumulate, m - m_full)
+        for k0 in range(0, max(k, 1), panel):
+            kn, acc = min(panel, k - k0), accumulate or k0 > 0
+            for i in range(n):
+                _nn_edge(a, b, out, i, m_full, acc, m - m_full, k0, kn)
 
 
 @njit(**KERNEL)
