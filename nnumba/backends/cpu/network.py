@@ -26,7 +26,7 @@ from ._config import (BLAS_THREADED_MIN_FLOPS, INLINE, KERNEL, OUTER_PARALLEL_MI
                       OUTER_PRODUCT_MAX_ROWS, OUTER_PRODUCT_MIN_PARAMS, REDUCTION, TILED_MAX_ROWS,
                       TILED_MIN_ROWS)
 from ._matmul import loops_pay, tiles_pay
-from ._views import flat_view, rows_view
+from ._views import borrow, flat_view, rows_view
 from .activations import activation_backward, activation_forward
 from .dense import column_sums, dense_backward, dense_backward_input, dense_forward
 from .elementwise import copy
@@ -486,6 +486,12 @@ def _train_batches(blocks, alphas, params, grads, loss, X, T, labels, order, wei
     (``outer_step_address``); ``products`` that of the parallel products, 0 for BLAS
     and loops (``products_address``)."""
     scratch = np.zeros(1)
+    # borrowed (``_views.borrow``): the calls below count no references to them
+    blocks, alphas, params, grads, state, hp = (borrow(blocks), borrow(alphas), borrow(params),
+                                                borrow(grads), borrow(state), borrow(hp))
+    X, T, labels, order, stats = borrow(X), borrow(T), borrow(labels), borrow(order), borrow(stats)
+    xb, tb, lb, acts, deltas, wb = (borrow(xb), borrow(tb), borrow(lb), borrow(acts),
+                                    borrow(deltas), borrow(wb))
     # (weight decay needs each weight gradient whole: no on-the-fly step then; nor does
     # the allreduce)
     outer = params.shape[0] >= OUTER_PRODUCT_MIN_PARAMS and hp[HP_WEIGHT_DECAY] == 0
