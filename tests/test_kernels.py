@@ -394,6 +394,30 @@ def test_borrowed_views_are_the_sliced_views():
         assert empty == 0
 
 
+def test_a_borrowed_array_is_the_array_without_a_reference():
+    """``borrow``: the same elements, shape and strides, writes go through, and no
+    reference is counted (a null meminfo: the array keeps its reference count)."""
+    import sys
+
+    from numba import njit
+
+    from nnumba.backends.cpu._views import borrow
+
+    @njit
+    def borrowed(a):
+        b = borrow(a)
+        b[1, 2] = -1.0
+        return b.copy(), b.shape, b.strides
+
+    for dtype in DTYPES:
+        a = np.arange(12, dtype=dtype).reshape(3, 4)
+        before = sys.getrefcount(a)
+        copy, shape, strides = borrowed(a)
+        assert a[1, 2] == -1.0 and np.array_equal(copy, a)
+        assert shape == a.shape and strides == a.strides
+        assert sys.getrefcount(a) == before
+
+
 @pytest.mark.parametrize("backend", [REF, CPU])
 def test_zeros_many_makes_separate_zeroed_arrays(backend):
     """A workspace's arrays from one allocation: the shapes and dtypes asked for, all
