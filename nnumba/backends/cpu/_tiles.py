@@ -322,32 +322,40 @@ _nt_tile, _nt_edge = _nt_block(NT_ROWS, NT_COLS), _nt_block(1, 1)
 
 @njit(**KERNEL)
 def tiled_matmul(a, b, out, accumulate):
-    """out = a @ b, or out += a @ b with ``accumulate``; a (n, K), b (K, m), out (n, m).
+    """out = a @ b, or out += a @ b with ``accumulate``; a (n, K), b (K, m), out (n, m)."""
+    tiled_matmul_columns(a, b, out, accumulate, 0, out.shape[1])
 
-    A panel of NN_PANEL_ROWS rows of a column block of b (64 KiB) is read from memory
-    once and stays in the core's L1/L2 cache while every tile of rows runs over it;
-    the tiles keep their sums in ``out`` between panels, which stores and reloads the
-    registers exactly, so the bits are those of one pass over all K (a whole column
-    block of b, 3072 rows, is 768 KiB: measured, 32 x 3072 @ 3072 x 512 on two
-    threads at 35 GFLOP/s without panels)."""
-    n, m = out.shape
+
+@njit(**KERNEL)
+def tiled_matmul_columns(a, b, out, accumulate, lo, hi):
+    """The columns lo, ..., hi - 1 of ``tiled_matmul`` (lo a multiple of a column block,
+    NN_VECTORS registers; hi one too, or m), the bits it gives them, so that threads can
+    share out's columns: each then reads only its share of b (``rules.builtin_products``).
+
+    A panel of NN_PANEL_BYTES of a column block of b is read from memory once and stays
+    in the core's L1/L2 cache while every tile of rows runs over it; the tiles keep their
+    sums in ``out`` between panels, which stores and reloads the registers exactly, so
+    the bits are those of one pass over all K (a whole column block of b, 3072 rows, is
+    768 KiB: measured, 32 x 3072 @ 3072 x 512 on two threads at 35 GFLOP/s without
+    panels, 77 with them)."""
+    n = out.shape[0]
     k = a.shape[1]
     lanes = 64 // a.itemsize
     cols = NN_VECTORS * lanes
     panel = NN_PANEL_BYTES // (cols * a.itemsize)
-    n_full, m_full = n - n % NN_ROWS, m - m % cols
-    for j0 in range(0, m_full, cols):
+    n_full, m_full = n - n % NN_ROWS, hi - (hi - lo) % cols
+    for j0 in range(lo, m_full, cols):
         for k0 in range(0, max(k, 1), panel):  # K = 0 still writes out (zeros)
             kn, acc = min(panel, k - k0), accumulate or k0 > 0
             for i0 in range(0, n_full, NN_ROWS):
                 _nn_tile(a, b, out, i0, j0, acc, lanes, k0, kn)
             for i in range(n_full, n):     # the last rows, one row of a block each
                 _nn_edge(a, b, out, i, j0, acc, cols, k0, kn)
-    if m_full < m:                         # the last columns, masked
+    if m_full < hi:                        # the last columns, masked
         for k0 in range(0, max(k, 1), panel):
             kn, acc = min(panel, k - k0), accumulate or k0 > 0
             for i in range(n):
-                _nn_edge(a, b, out, i, m_full, acc, m - m_full, k0, kn)
+                _nn_edge(a, b, out, i, m_full, acc, hi - m_full, k0, kn)
 
 
 @njit(**KERNEL)
