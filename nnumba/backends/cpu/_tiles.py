@@ -1,5 +1,6 @@
-"""Register-tiled products for the recurrent steps: out (+)= a @ b and out (+)= a @ b^T;
-and the outer product of two rows (``outer_product``, a Dense layer's dW at batch 1).
+"""Register-tiled products for the recurrent steps and for the MLP's batches of 8 to 64
+rows (``rules.builtin_products``): out (+)= a @ b and out (+)= a @ b^T; and the outer
+product of two rows (``outer_product``, a Dense layer's dW at batch 1).
 
 A recurrent layer multiplies by the same W_hh once per time step, on a few dozen
 rows: (n, U) @ (U, G U) forward and (n, G U) @ (U, G U)^T backward. BLAS packs
@@ -119,9 +120,9 @@ def _masked(builder, vec, name):
 def _nn_block(rows, vectors, masked, transposed):
     """out[i0:i0+rows, j0:j0+vectors*L] (+)= a[i0:i0+rows, k0:k0+k_rows] @ b[k0:k0+k_rows,
     j0:j0+vectors*L], L the register's lanes; ``masked``: only the first ``width`` of those
-    columns. With
-    ``transposed``, a^T[i0:i0+rows] (a is (K, n)), over the rows k = s stride + q of a
-    and b, s < steps, q < k_rows (a sum over several steps' blocks of rows)."""
+    columns. With ``transposed``, a^T[i0:i0+rows] (a is (K, n)), over the rows
+    k = s stride + q of a and b, s < steps, q < k_rows (a sum over several steps' blocks
+    of rows; k0 is 0)."""
 
     def codegen(context, builder, sig, args):
         ((pa, na), (pb, nb), (po, no)), elt, i64 = _operands(context, builder, sig, args)

@@ -453,7 +453,7 @@ def _products(wide, threads):
             a, b = carray(_f32(a_address), a_shape), carray(_f32(b_address), b_shape)
             out = carray(_f32(out_address), (n, m))
         if kind == PRODUCT_NN:  # whole column blocks per part: each reads its share of b
-            cols = _tiles.NN_VECTORS * (8 if wide else 16)
+            cols = _tiles.NN_VECTORS * (64 // a.itemsize)  # a block: NN_VECTORS registers
             blocks = -(-m // cols)
             parts = min(threads, blocks)
             for p in prange(parts):
