@@ -344,19 +344,15 @@ def tiled_matmul_columns(a, b, out, accumulate, lo, hi):
     lanes = 64 // a.itemsize
     cols = NN_VECTORS * lanes
     panel = NN_PANEL_BYTES // (cols * a.itemsize)
-    n_full, m_full = n - n % NN_ROWS, hi - (hi - lo) % cols
-    for j0 in range(lo, m_full, cols):
+    for j0 in range(lo, hi, cols):
+        width = min(cols, hi - j0)  # the last block may be narrower: rows of masked registers
+        n_full = n - n % NN_ROWS if width == cols else 0
         for k0 in range(0, max(k, 1), panel):  # K = 0 still writes out (zeros)
             kn, acc = min(panel, k - k0), accumulate or k0 > 0
             for i0 in range(0, n_full, NN_ROWS):
                 _nn_tile(a, b, out, i0, j0, acc, lanes, k0, kn)
-            for i in range(n_full, n):     # the last rows, one row of a block each
-                _nn_edge(a, b, out, i, j0, acc, cols, k0, kn)
-    if m_full < hi:                        # the last columns, masked
-        for k0 in range(0, max(k, 1), panel):
-            kn, acc = min(panel, k - k0), accumulate or k0 > 0
-            for i in range(n):
-                _nn_edge(a, b, out, i, m_full, acc, hi - m_full, k0, kn)
+            for i in range(n_full, n):     # the other rows, one row of the block each
+                _nn_edge(a, b, out, i, j0, acc, width, k0, kn)
 
 
 @njit(**KERNEL)

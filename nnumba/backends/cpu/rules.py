@@ -452,21 +452,20 @@ def _products(wide, threads):
         else:
             a, b = carray(_f32(a_address), a_shape), carray(_f32(b_address), b_shape)
             out = carray(_f32(out_address), (n, m))
-        if kind == PRODUCT_NN:  # whole column blocks per part: each reads its share of b
-            cols = _tiles.NN_VECTORS * (64 // a.itemsize)  # a block: NN_VECTORS registers
-            blocks = -(-m // cols)
-            parts = min(threads, blocks)
-            for p in prange(parts):
-                lo = min(m, blocks * p // parts * cols)
-                hi = min(m, blocks * (p + 1) // parts * cols)
+        # a @ b: whole column blocks of out per part, so that each reads its share of b;
+        # the others: whole tiles of out's rows per part. The last part ends at m or n.
+        if kind == PRODUCT_NN:
+            unit, count = _tiles.NN_VECTORS * (64 // a.itemsize), m
+        else:
+            unit, count = _tiles.NN_ROWS, n
+        units = -(-count // unit)
+        parts = min(threads, units)
+        for p in prange(parts):
+            lo = min(count, units * p // parts * unit)
+            hi = min(count, units * (p + 1) // parts * unit)
+            if kind == PRODUCT_NN:
                 _tiles.tiled_matmul_columns(a, b, out, False, lo, hi)
-            return 0
-        tiles = -(-n // _tiles.NN_ROWS)
-        parts = min(threads, tiles)
-        for p in prange(parts):  # whole tiles of rows per part; the last part ends at n
-            lo = min(n, tiles * p // parts * _tiles.NN_ROWS)
-            hi = min(n, tiles * (p + 1) // parts * _tiles.NN_ROWS)
-            if kind == PRODUCT_NT:
+            elif kind == PRODUCT_NT:
                 _tiles.tiled_matmul_nt(a[lo:hi], b, out[lo:hi], False)
             else:
                 _tiles.tiled_matmul_tn_rows(a, b, out, lo, hi)
