@@ -825,7 +825,22 @@ def nnumba_service():
         seconds, loss = state["impl"].run(req["with_loss"], req.get("settle", True))
         return {"seconds": seconds, "loss": loss}
 
-    return {"epoch_setup": epoch_setup, "epoch_run": epoch_run}, hello
+    def numpy_mix(req):
+        """Rounds of: a NumPy product (the user's own code), the nnumba epoch, the same
+        NumPy product again; the median times of the epoch and of the second product."""
+        a = common.rng(3).standard_normal((req["size"], req["size"]), dtype=np.float32)
+        a @ a
+        epochs, products = [], []
+        for _ in range(req["rounds"]):
+            settle()
+            a @ a
+            epochs.append(state["impl"].run(False, wait=False)[0])
+            t0 = time.perf_counter()
+            a @ a
+            products.append(time.perf_counter() - t0)
+        return {"epoch": median(epochs), "product": median(products)}
+
+    return {"epoch_setup": epoch_setup, "epoch_run": epoch_run, "numpy_mix": numpy_mix}, hello
 
 
 def shared_worker_main():
@@ -1249,13 +1264,45 @@ def section_rnn(args, torch_worker, jax_worker, results):
     out()
 
 
+MIX_PRODUCT = 1024  # the NumPy product of fight_numpy: float32 (1024 x 1024) @ (1024 x 1024)
+
+
+def fight_numpy(args, results):
+    """The CIFAR-shaped batch-256 epoch between two NumPy products in one process (a user's
+    own NumPy code around fit): nnumba's products run in NumPy's own BLAS (``backends.cpu.
+    _blas``), so the process has one BLAS thread pool, not two."""
+    label, model, optimizer, batch, n_full, n_quick = next(w for w in WORKLOADS if w[0] == CIFAR_B256)
+    n = (n_quick if args.quick else n_full) // 2
+    worker = start_worker("nnumba")
+    try:
+        X, y = workload_data(model, n)
+        worker.setup_epoch(X, y, model=model, optimizer=optimizer, batch=batch, n=n, warm=n)
+        mix = worker.ask("numpy_mix", size=MIX_PRODUCT, rounds=args.repeats)
+        import nnumba.backends.cpu._blas as nnumba_blas
+
+        found = nnumba_blas.available(np.float32)
+    finally:
+        worker.close()
+    results["fight_numpy"] = mix
+    out(f"{label}, {n} samples, in one process with NumPy's own products: rounds of a float32 "
+        f"({MIX_PRODUCT} x {MIX_PRODUCT}) @ ({MIX_PRODUCT} x {MIX_PRODUCT}) `numpy.matmul`, "
+        f"the epoch, the same product again; median of {args.repeats} rounds. nnumba's products "
+        f"run in {'NumPy' if found else 'SciPy'}'s BLAS here"
+        f"{' (one thread pool in the process)' if found else ' (two thread pools)'}: the epoch "
+        f"took **{fmt_s(mix['epoch'])}**, the NumPy product right after it "
+        f"**{fmt_s(mix['product'])}**.")
+    out()
+
+
 def section_fight(args, results):
     """The CIFAR-shaped batch-32 epoch of nnumba and of JAX in ONE process (a notebook that
-    compares libraries), each timed after its own epoch and right after the other's."""
+    compares libraries), each timed after its own epoch and right after the other's; and
+    nnumba's epoch between NumPy's own products (``fight_numpy``)."""
     label, model, optimizer, batch, n_full, n_quick = next(w for w in WORKLOADS if w[0] == CIFAR_B32)
     n = n_quick if args.quick else n_full
     out("## Two thread pools in one process")
     out()
+    fight_numpy(args, results)
     out(f"{label}, {n} samples, nnumba cpu and JAX (the training section's scan) in one worker "
         f"process: XLA's thread pool and the BLAS threads nnumba's products run on share its 2 "
         f"cores. Epochs back to back with no wait between them, in rounds of four (nnumba, JAX, "
@@ -1762,9 +1809,12 @@ def header(args, torch_worker, jax_worker):
 
     out(f"nnumba imported from `{os.path.dirname(nnumba.__file__)}`: "
         f"{git_text(os.path.dirname(os.path.dirname(os.path.abspath(nnumba.__file__))))}.")
-    try:  # Numba's np.dot and @ call SciPy's BLAS (scipy.linalg.cython_blas): load it to list it
+    try:  # Numba's np.dot calls SciPy's BLAS (scipy.linalg.cython_blas): load it to list it
         importlib.import_module("scipy.linalg.cython_blas")
-        scipy_text = " (NumPy's is numpy.libs' openblas; nnumba cpu's products run on SciPy's, which Numba calls)"
+        from nnumba.backends.cpu import _blas as nnumba_blas
+
+        scipy_text = (" (NumPy's is numpy.libs' openblas; nnumba cpu's products run in "
+                      f"{'NumPy' if nnumba_blas.available(np.float32) else 'SciPy'}'s)")
     except ImportError:
         scipy_text = ""
     out(f"BLAS kernels (threadpoolctl), this process{scipy_text}: {'; '.join(blas_info())}. "

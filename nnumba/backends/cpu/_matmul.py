@@ -1,17 +1,18 @@
 """Matrix products for the dense kernels: BLAS for large ones, loops for small.
 
-``np.dot(a, b, out)`` inside @njit calls BLAS gemm directly (no temporary).
+The large ones call BLAS gemm directly, into ``out`` (no temporary): NumPy's own
+BLAS where it exports one (``_blas``), else the one ``np.dot`` uses.
 For the tiny products of small networks, the call into BLAS costs more than
 the arithmetic, so those products run as plain loops that LLVM vectorises along
 the contiguous dimension (``loops_pay``); the transposed product of one row, an
 outer product, is one vector store per block of a row (``_tiles.outer_product``).
 Either way the result is deterministic.
 """
-import numpy as np
 from numba import njit
 
 from ._config import (BLAS_THREADED_MIN_FLOPS, INLINE, KERNEL, REDUCTION, SMALL_MATMUL_FLOPS,
                       TILED_MIN_ROWS, TILED_MIN_WIDTH, TINY_MATMUL_FLOPS)
+from ._blas import gemm_nn, gemm_nt, gemm_tn
 from ._tiles import outer_product
 
 
@@ -49,7 +50,7 @@ def matmul(a, b, out):
     n, k = a.shape
     m = b.shape[1]
     if not _loops_pay(n, k, m):
-        np.dot(a, b, out)
+        gemm_nn(a, b, out)
         return
     # Rows of b are added into out[i] four at a time: each pass over out[i] is a
     # load and a store, and a store-to-load round trip costs more than 4 FMAs.
@@ -76,7 +77,7 @@ def matmul_tn(a, b, out):
         outer_product(a, b, out)
         return
     if not _loops_pay(n, k, m):
-        np.dot(a.T, b, out)
+        gemm_tn(a, b, out)
         return
     if n == 0:
         out[:, :] = 0
@@ -99,7 +100,7 @@ def matmul_nt(a, b, out):
     n, m = a.shape
     k = b.shape[0]
     if not _loops_pay(n, k, m):
-        np.dot(a, b.T, out)
+        gemm_nt(a, b, out)
         return
     for i in range(n):
         for p in range(k):

@@ -395,11 +395,12 @@ _controller = []
 
 
 def _blas_controller():
-    """threadpoolctl's view of the loaded BLAS libraries (numba's np.dot calls SciPy's),
-    made once: it costs about 2 ms, a limit() on it 20 us."""
+    """threadpoolctl's view of the loaded BLAS libraries (the products call NumPy's,
+    ``_blas``, or where it is not found SciPy's, which numba's np.dot calls), made once:
+    it costs about 2 ms, a limit() on it 20 us."""
     if not _controller:
         # threadpoolctl sees only the libraries loaded when it is made: load SciPy's BLAS,
-        # the one numba calls, even when no product has been compiled yet
+        # the fallback, even when no product has been compiled yet
         import scipy.linalg.cython_blas  # noqa: F401
         from threadpoolctl import ThreadpoolController
 

@@ -67,6 +67,7 @@ from ..codes import OP_GRU, OP_LSTM, OP_SIMPLE_RNN, TANH
 from ..reference.recurrent import cache_width, scratch_width  # noqa: F401 (the same layout)
 from ._config import INLINE, KERNEL, PARALLEL
 from ._math import _sigmoid, _tanh
+from ._blas import gemm_nn, gemm_nt
 from ._matmul import matmul, matmul_nt, matmul_tn
 from ._tiles import tiled_matmul, tiled_matmul_nt, tiled_matmul_tn_steps
 from ._views import flat_view, rows_view
@@ -150,7 +151,7 @@ STEP_BLAS_MIN_ROWS_NT = 16
 def _step_product(a, b, out):
     """out = a @ b (h_{s-1} W_hh)."""
     if a.shape[0] >= STEP_BLAS_MIN_ROWS:
-        np.dot(a, b, out)
+        gemm_nn(a, b, out)
     else:
         matmul(a, b, out)
 
@@ -159,7 +160,7 @@ def _step_product(a, b, out):
 def _step_product_nt(a, b, out):
     """out = a @ b^T (dgh_s W_hh^T)."""
     if a.shape[0] >= STEP_BLAS_MIN_ROWS_NT:
-        np.dot(a, b.T, out)
+        gemm_nt(a, b, out)
     else:
         matmul_nt(a, b, out)
 
