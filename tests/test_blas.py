@@ -66,11 +66,19 @@ def test_np_dot_fallback_when_not_found(dtype):
         np.testing.assert_allclose(d, f, rtol=1e-5 if dtype == np.float32 else 1e-12)
 
 
+@njit
+def _found_in_jitted_code(x):
+    return _blas._found(x)
+
+
 def test_numpy_blas_is_found_in_numpy_wheels():
-    """NumPy's pip wheels carry scipy-openblas64: its ILP64 gemm is found there."""
+    """NumPy's pip wheels carry scipy-openblas64: its ILP64 gemm is found there, and the
+    jitted code reads the same slots (so the products above took the direct path)."""
     if _blas.numpy_blas_path() is None or "scipy_openblas64" not in _blas.numpy_blas_path():
         pytest.skip("this NumPy is not built with its own scipy-openblas64")
-    assert _blas.available(np.float32) and _blas.available(np.float64)
+    for dtype in DTYPES:
+        assert _blas.available(dtype)
+        assert _found_in_jitted_code(np.zeros((2, 2), dtype))
 
 
 def test_cached_code_finds_the_function_in_a_new_process(tmp_path):
