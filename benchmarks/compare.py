@@ -1264,6 +1264,14 @@ def section_rnn(args, torch_worker, jax_worker, results):
     out()
 
 
+def products_blas():
+    """Whose BLAS nnumba cpu's matrix products run in, in this process: "NumPy" (its own
+    library, ``backends.cpu._blas``) or "SciPy" (the one Numba's np.dot calls)."""
+    from nnumba.backends.cpu import _blas
+
+    return "NumPy" if _blas.available(np.float32) else "SciPy"
+
+
 MIX_PRODUCT = 1024  # the NumPy product of fight_numpy: float32 (1024 x 1024) @ (1024 x 1024)
 
 
@@ -1278,17 +1286,15 @@ def fight_numpy(args, results):
         X, y = workload_data(model, n)
         worker.setup_epoch(X, y, model=model, optimizer=optimizer, batch=batch, n=n, warm=n)
         mix = worker.ask("numpy_mix", size=MIX_PRODUCT, rounds=args.repeats)
-        import nnumba.backends.cpu._blas as nnumba_blas
-
-        found = nnumba_blas.available(np.float32)
+        library = products_blas()
     finally:
         worker.close()
     results["fight_numpy"] = mix
     out(f"{label}, {n} samples, in one process with NumPy's own products: rounds of a float32 "
         f"({MIX_PRODUCT} x {MIX_PRODUCT}) @ ({MIX_PRODUCT} x {MIX_PRODUCT}) `numpy.matmul`, "
         f"the epoch, the same product again; median of {args.repeats} rounds. nnumba's products "
-        f"run in {'NumPy' if found else 'SciPy'}'s BLAS here"
-        f"{' (one thread pool in the process)' if found else ' (two thread pools)'}: the epoch "
+        f"run in {library}'s BLAS here"
+        f"{' (one thread pool in the process)' if library == 'NumPy' else ' (two thread pools)'}: the epoch "
         f"took **{fmt_s(mix['epoch'])}**, the NumPy product right after it "
         f"**{fmt_s(mix['product'])}**.")
     out()
@@ -1811,10 +1817,8 @@ def header(args, torch_worker, jax_worker):
         f"{git_text(os.path.dirname(os.path.dirname(os.path.abspath(nnumba.__file__))))}.")
     try:  # Numba's np.dot calls SciPy's BLAS (scipy.linalg.cython_blas): load it to list it
         importlib.import_module("scipy.linalg.cython_blas")
-        from nnumba.backends.cpu import _blas as nnumba_blas
-
         scipy_text = (" (NumPy's is numpy.libs' openblas; nnumba cpu's products run in "
-                      f"{'NumPy' if nnumba_blas.available(np.float32) else 'SciPy'}'s)")
+                      f"{products_blas()}'s)")
     except ImportError:
         scipy_text = ""
     out(f"BLAS kernels (threadpoolctl), this process{scipy_text}: {'; '.join(blas_info())}. "

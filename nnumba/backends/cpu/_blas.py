@@ -150,36 +150,39 @@ def _leading(x):
     return x.strides[0] // x.itemsize
 
 
+@njit(**INLINE)
+def _ran_in_numpy(a, b, out, trans_a, trans_b):
+    """out = op(a) @ op(b) in NumPy's gemm when ``_direct`` allows it; False (nothing
+    done) when the caller is to compute it."""
+    if not _direct(a, b, out):
+        return False
+    _cblas_gemm(a, b, out, TRANS if trans_a else NO_TRANS, TRANS if trans_b else NO_TRANS,
+                out.shape[0], out.shape[1], a.shape[0] if trans_a else a.shape[1],
+                _leading(a), _leading(b), _leading(out))
+    return True
+
+
 # One function per transpose, each with its own np.dot fallback: a flag argument would
 # compile all three np.dot calls into every caller.
 
 @njit(**INLINE)
 def gemm_nn(a, b, out):
     """out = a @ b."""
-    if _direct(a, b, out):
-        _cblas_gemm(a, b, out, NO_TRANS, NO_TRANS, out.shape[0], out.shape[1], a.shape[1],
-                    _leading(a), _leading(b), _leading(out))
-    else:
+    if not _ran_in_numpy(a, b, out, False, False):
         np.dot(a, b, out)
 
 
 @njit(**INLINE)
 def gemm_tn(a, b, out):
     """out = a.T @ b."""
-    if _direct(a, b, out):
-        _cblas_gemm(a, b, out, TRANS, NO_TRANS, out.shape[0], out.shape[1], a.shape[0],
-                    _leading(a), _leading(b), _leading(out))
-    else:
+    if not _ran_in_numpy(a, b, out, True, False):
         np.dot(a.T, b, out)
 
 
 @njit(**INLINE)
 def gemm_nt(a, b, out):
     """out = a @ b.T."""
-    if _direct(a, b, out):
-        _cblas_gemm(a, b, out, NO_TRANS, TRANS, out.shape[0], out.shape[1], a.shape[1],
-                    _leading(a), _leading(b), _leading(out))
-    else:
+    if not _ran_in_numpy(a, b, out, False, True):
         np.dot(a, b.T, out)
 
 
