@@ -613,7 +613,9 @@ class Sequential:
                                      self._evaluate(*validation, EVAL_BATCH, run).items()})
                     norms = host[:, codes.STAT_NORMS:]
                     history.record_iterations(host[:, codes.STAT_LOSS], norms)
-                    history.record_epoch(logs, norms.mean(axis=0))
+                    # (each column's sum from a contiguous copy: NumPy's mean over axis 0 of
+                    # a tall, narrow array costs 25 us for 1797 iterations, this 5 us)
+                    history.record_epoch(logs, np.ascontiguousarray(norms.T).sum(axis=1) / ipe)
                     self.epochs_trained += 1
                 except NonFiniteError:
                     raise
