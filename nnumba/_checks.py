@@ -96,18 +96,11 @@ def finite(a, name, dtype=None):
     """Refuse NaN or inf, saying which and where the first one is; ``dtype`` names the
     type a value overflowed in when converted."""
     if a.dtype.kind == "f" and a.size:
-        # sum(a_i^2) is NaN or inf when any a_i is, with no temporary array: the check of a
-        # large data set costs one read of it, not a boolean copy of it. As a BLAS dot of a
-        # contiguous float32/float64 array with itself it takes a fifth of the time of
-        # a.sum() on a small one (digits, 1797 x 64: 5 us against 24 us; CIFAR-sized,
-        # 4096 x 3072: 1.8 ms against 3.2 ms, on 2 threads). A total that overflows is
-        # looked at element by element below.
+        # a sum propagates NaN and shows inf, with no temporary array: the check of a
+        # large data set costs one read of it, not a boolean copy of it (a sum that
+        # overflows, or meets both infinities, is looked at element by element below)
         with np.errstate(over="ignore", invalid="ignore"):
-            if a.dtype.char in "fd" and (a.flags.c_contiguous or a.flags.f_contiguous):
-                flat = a.ravel(order="K")  # a view
-                total = np.dot(flat, flat)
-            else:
-                total = a.sum()
+            total = a.sum()
         if math.isfinite(total):
             return
         bad = ~np.isfinite(a)

@@ -203,13 +203,12 @@ def test_batch_size_above_n_is_capped_at_n():
     assert h.iterations_per_epoch == 1 and h.batch_size == 64
 
 
-def test_the_finiteness_check_reads_one_total_and_looks_closer_when_it_overflows():
-    """X's NaN/inf check is one total (sum of squares as a BLAS dot for contiguous float32
-    and float64 arrays, a sum otherwise); a total that overflows (finite values near the
-    dtype's limit) is decided element by element."""
+def test_the_finiteness_check_reads_a_sum_and_looks_closer_when_it_overflows():
+    """X's NaN/inf check is one sum; a sum that overflows (finite values near the dtype's
+    limit) or meets both infinities (inf - inf is NaN) is decided element by element."""
     from nnumba import _checks
 
-    huge = np.full(8, 3e38, np.float32)  # finite, but their sum of squares is inf in float32
+    huge = np.full(8, 3e38, np.float32)  # finite, but their sum is inf in float32
     _checks.finite(huge, "X")
     assert _checks.finite_as(huge, "X", np.float32) is huge  # no copy when nothing converts
     both = huge.copy()
@@ -224,17 +223,18 @@ def test_the_finiteness_check_reads_one_total_and_looks_closer_when_it_overflows
 @pytest.mark.parametrize("layout", ["C", "F", "strided"])
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_the_finiteness_check_finds_one_bad_value_in_any_layout(dtype, layout, bad):
-    """Each path of the total (the dot of a C- or F-contiguous float32/float64 array, the sum
-    of a strided or float16 one) finds a single NaN or inf, wherever it is, among values
-    whose total does not overflow, and passes the same array without it."""
+    """The sum finds a single NaN or inf, wherever it is, in C- and F-ordered and strided
+    arrays of each float dtype, and passes the same array without it."""
     from nnumba import _checks
 
-    base = np.random.default_rng(0).standard_normal((30, 20)).astype(dtype)
-    arrays = {"C": base, "F": np.asfortranarray(base), "strided": base[::2, ::3]}
-    a = arrays[layout].copy(order="K") if layout != "strided" else base.copy()[::2, ::3]
+    def fresh():
+        base = np.random.default_rng(0).standard_normal((30, 20)).astype(dtype)
+        return {"C": base, "F": np.asfortranarray(base), "strided": base[::2, ::3]}[layout]
+
+    a = fresh()
     _checks.finite(a, "X")
     for index in [(0, 0), (a.shape[0] - 1, a.shape[1] - 1), (a.shape[0] // 2, 1)]:
-        b = a.copy(order="K") if layout != "strided" else base.copy()[::2, ::3]
+        b = fresh()
         b[index] = bad
         with pytest.raises(ValueError, match=rf"first at index \({index[0]}, {index[1]}\)"):
             _checks.finite(b, "X")
