@@ -12,9 +12,11 @@ from nnumba.backends import codes, get_backend
 REF = get_backend("numpy")
 CPU = get_backend("cpu")
 DTYPES = [np.float32, np.float64]
-# shapes (rows, n_in, n_out): one-row batches, odd sizes, and products above the
-# small-matmul threshold so both the loop and the BLAS paths run
-SHAPES = [(1, 1, 1), (1, 7, 3), (5, 3, 11), (17, 9, 13), (64, 40, 33), (3, 130, 129)]
+# shapes (rows, n_in, n_out): one-row batches (n_in under, over and a multiple of the
+# loops' four rows of W per pass), odd sizes, and products above the small-matmul
+# threshold so both the loop and the BLAS paths run
+SHAPES = [(1, 1, 1), (1, 7, 3), (1, 19, 5), (1, 64, 32), (5, 3, 11), (17, 9, 13), (64, 40, 33),
+          (3, 130, 129)]
 ACTS = [codes.IDENTITY, codes.SIGMOID, codes.TANH, codes.RELU, codes.LEAKY_RELU]
 
 
