@@ -412,7 +412,10 @@ def test_resmlp_loss_and_gradients(backend):
     X, y = rng.normal(size=(7, 40)), rng.integers(0, 10, size=7)
     model = randomize(mnist1d_resmlp(backend), 8)
     model.compile("cross_entropy", nn.optim.Adam(lr=1e-3))
-    compare_loss_and_gradients(model, "cross_entropy", X, y, "resmlp")
+    # 1e-9 element by element: a 100 x 100 gradient holds entries that cancel to 1e-6 of
+    # its largest, which BLAS's order of summation moves by 1.4e-10 of themselves on a
+    # Zen 5 CPU while the whole tensor agrees with torch's to 1e-15 of its largest
+    compare_loss_and_gradients(model, "cross_entropy", X, y, "resmlp", tol=1e-9)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
