@@ -61,7 +61,8 @@ def expected_failures(estimator):
         # CPU: 3e-7). test_predictions_of_a_subset_agree_to_the_models_precision checks
         # the same at float32's precision instead.
         failures["check_methods_subset_invariance"] = \
-            "float32 outputs, held to a float64 tolerance (see the test named above)"
+            ("float32 outputs held to a float64 tolerance; test_predictions_of_a_subset_agree_"
+             "to_the_models_precision checks them at float32's")
     return failures
 
 
